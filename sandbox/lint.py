@@ -1,0 +1,219 @@
+"""Profile lint rules: each has a stable id (never reused) and its docstring is its documentation.
+
+Lint findings do not make a profile invalid (that is `validate`); they say where
+a profile is weaker than it could be.  `docs/lint-rules.md` is generated from
+these docstrings by `sandbox profile lint --list-rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from . import tables
+from .profile import Limit, Profile
+
+SEVERITIES = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    message: str
+    field: str  # dotted key path in the profile
+
+
+Rule = Callable[[Profile], Iterator[Finding]]
+RULES: list[tuple[str, str, Rule]] = []
+
+
+def rule(rule_id: str, severity: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES.append((rule_id, severity, fn))
+        return fn
+    return register
+
+
+def _f(rule_id: str, message: str, field: str) -> Finding:
+    sev = next(s for i, s, _ in RULES if i == rule_id)
+    return Finding(rule_id, sev, message, field)
+
+
+@rule("SBX001", "high")
+def dangerous_capability(p: Profile) -> Iterator[Finding]:
+    """SBX001 dangerous capability allowed.
+
+    CAP_SYS_ADMIN, CAP_SYS_MODULE, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN
+    and the like amount to root on the host or open well-known escapes (e.g. the
+    "shocker" open_by_handle_at escape needs CAP_DAC_READ_SEARCH).
+    Example: `capabilities: [SYS_ADMIN]`.  Fix: drop it, or grant a narrower one.
+    """
+    for c in p.capabilities:
+        if c in tables.DANGEROUS_CAPABILITIES:
+            yield _f("SBX001", f"{c} is allowed; it amounts to host root or an easy escape", "capabilities")
+
+
+@rule("SBX002", "high")
+def seccomp_none(p: Profile) -> Iterator[Finding]:
+    """SBX002 no seccomp filter.
+
+    `seccomp.base: none` without deny rules leaves every syscall reachable: the
+    kernel's whole attack surface.  Fix: `base: runtime-default`.
+    """
+    if p.seccomp.base == "none" and not p.seccomp.deny and not p.seccomp.rules:
+        yield _f("SBX002", "seccomp base is 'none': every syscall is reachable", "seccomp.base")
+
+
+@rule("SBX003", "medium")
+def writable_root(p: Profile) -> Iterator[Finding]:
+    """SBX003 writable root filesystem.
+
+    A writable root lets a compromised workload persist tools and change its own
+    binaries.  Fix: `filesystem.readonly_rootfs: true` and tmpfs for scratch space.
+    """
+    if not p.filesystem.readonly_rootfs:
+        yield _f("SBX003", "the root filesystem stays writable", "filesystem.readonly_rootfs")
+
+
+@rule("SBX004", "medium")
+def no_memory_limit(p: Profile) -> Iterator[Finding]:
+    """SBX004 no memory limit.
+
+    Without `resources.memory.max` one container can exhaust the host's memory.
+    """
+    if p.resources.memory == Limit():
+        yield _f("SBX004", "no memory limit: a container may use all host memory", "resources.memory")
+
+
+@rule("SBX005", "medium")
+def no_pids_limit(p: Profile) -> Iterator[Finding]:
+    """SBX005 no pids limit.
+
+    Without `resources.pids.max` a fork bomb in one container takes the host down.
+    """
+    if p.resources.pids == Limit():
+        yield _f("SBX005", "no pids limit: a fork bomb can exhaust the host's process table", "resources.pids")
+
+
+@rule("SBX006", "medium")
+def deny_list_seccomp(p: Profile) -> Iterator[Finding]:
+    """SBX006 deny-list seccomp.
+
+    `base: none` with a `deny` list allows every syscall not named, including the
+    ones new kernels add.  An allow-list (`base: runtime-default`) fails closed.
+    """
+    if p.seccomp.base == "none" and (p.seccomp.deny or p.seccomp.rules):
+        yield _f("SBX006", "seccomp is a deny-list: every syscall not named is allowed", "seccomp.base")
+
+
+@rule("SBX007", "high")
+def privilege_escalation(p: Profile) -> Iterator[Finding]:
+    """SBX007 privilege escalation allowed.
+
+    `no_new_privileges: false` lets setuid binaries and file capabilities raise
+    privileges inside the container.
+    """
+    if not p.no_new_privileges:
+        yield _f("SBX007", "no_new_privileges is off: setuid binaries can raise privileges", "no_new_privileges")
+
+
+@rule("SBX008", "low")
+def root_without_userns(p: Profile) -> Iterator[Finding]:
+    """SBX008 root without a user namespace.
+
+    Root in the container is root on the host unless a user namespace maps it
+    elsewhere.  Fix: `user.run_as_non_root: true` or `user.user_namespace: required`.
+    """
+    if not p.user.run_as_non_root and p.user.user_namespace != "required":
+        yield _f("SBX008", "containers may run as host root (no user namespace required)", "user")
+
+
+@rule("SBX009", "low")
+def complain_mode(p: Profile) -> Iterator[Finding]:
+    """SBX009 complain mode.
+
+    In complain mode nothing is enforced, only recorded.  Use it to roll out, not
+    to run.
+    """
+    if p.mode == "complain":
+        yield _f("SBX009", "mode is complain: decisions are recorded, nothing is enforced", "mode")
+
+
+@rule("SBX010", "medium")
+def host_hooks(p: Profile) -> Iterator[Finding]:
+    """SBX010 host hooks allowed.
+
+    OCI hooks run on the host as root; every allow-listed hook binary is part of
+    the trusted base.
+    """
+    for h in p.hooks.allow:
+        yield _f("SBX010", f"hook {h} may run on the host as root", "hooks.allow")
+
+
+@rule("SBX011", "medium")
+def host_devices(p: Profile) -> Iterator[Finding]:
+    """SBX011 host devices allowed.
+
+    A host device node in a container is direct access to host hardware or kernel
+    interfaces.
+    """
+    for d in p.devices.allow:
+        yield _f("SBX011", f"host device {d} may be added", "devices.allow")
+
+
+@rule("SBX012", "high")
+def host_namespaces(p: Profile) -> Iterator[Finding]:
+    """SBX012 host namespace allowed.
+
+    A container without its own pid, network, mount, ipc or uts namespace shares
+    the host's.
+    """
+    for ns in ("pid", "network", "mount", "ipc", "uts"):
+        if ns not in p.namespaces.required:
+            yield _f("SBX012", f"a container may share the host's {ns} namespace", "namespaces.required")
+
+
+@rule("SBX013", "low")
+def writable_binds(p: Profile) -> Iterator[Finding]:
+    """SBX013 writable bind mounts.
+
+    Host directories bound read-write let a container change host files.
+    Fix: `filesystem.bind_mounts.readonly: true`.
+    """
+    if not p.filesystem.bind_readonly:
+        yield _f("SBX013", "host bind mounts may be writable", "filesystem.bind_mounts.readonly")
+
+
+@rule("SBX014", "high")
+def dangerous_syscall_allowed(p: Profile) -> Iterator[Finding]:
+    """SBX014 dangerous syscall explicitly allowed.
+
+    `seccomp.allow` naming mount, ptrace, bpf, kexec, module or keyring syscalls
+    re-opens what runtime-default keeps behind capabilities.
+    """
+    dangerous = {"mount", "umount2", "ptrace", "bpf", "kexec_load", "kexec_file_load", "init_module",
+                 "finit_module", "delete_module", "open_by_handle_at", "keyctl", "add_key", "request_key",
+                 "userfaultfd", "perf_event_open", "unshare", "setns", "pivot_root", "swapon", "reboot"}
+    for n in p.seccomp.allow:
+        if n in dangerous:
+            yield _f("SBX014", f"seccomp.allow re-opens {n}", "seccomp.allow")
+
+
+@rule("SBX015", "low")
+def no_cpu_limit(p: Profile) -> Iterator[Finding]:
+    """SBX015 no CPU limit.
+
+    Without `resources.cpu.max` one container can starve the others.
+    """
+    if p.resources.cpu == Limit():
+        yield _f("SBX015", "no CPU limit", "resources.cpu")
+
+
+def lint(profile: Profile) -> list[Finding]:
+    return [f for _, _, fn in RULES for f in fn(profile)]
+
+
+def rule_docs() -> list[tuple[str, str, str]]:
+    """(id, severity, docstring) of every rule, for documentation."""
+    return [(i, s, (fn.__doc__ or "").strip()) for i, s, fn in RULES]

@@ -1,0 +1,118 @@
+"""The operator configuration: /etc/sandbox/config.yaml (or $SANDBOX_CONFIG).
+
+A missing file means the documented defaults.  A file that exists but cannot be
+read, is invalid, is not owned by root or is writable by group or others is an
+error: the shim then refuses to create containers (fail closed), as sudo and
+sshd refuse loose configuration files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, Location
+
+DEFAULT_PATH = "/etc/sandbox/config.yaml"
+ANNOTATION_KEY = "org.sandbox-runtime.profile"
+
+_KEYS = ("runc", "profile_dirs", "default_profile", "annotation_key", "allowed_profiles", "floor", "audit_log",
+         "audit_hmac_key_file", "audit_max_bytes", "on_audit_failure", "mode")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    path: str | None = None  # None: no file, defaults
+    runc: str | None = None
+    profile_dirs: tuple[str, ...] = ("/etc/sandbox/profiles",)
+    default_profile: str = "baseline"
+    annotation_key: str = ANNOTATION_KEY
+    allowed_profiles: tuple[str, ...] = ()  # profiles an annotation may select (besides the default)
+    floor: str | None = None  # an annotation-selected profile may not be looser than this
+    audit_log: str = "/var/log/sandbox/audit.jsonl"
+    audit_hmac_key_file: str | None = None
+    audit_max_bytes: int | None = 64 * 1024 * 1024
+    on_audit_failure: str = "fail"
+    mode: str | None = None  # enforce | complain: overrides every profile's mode
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def check_trusted_file(path: str, what: str, error: type[Exception] = ConfigError) -> None:
+    """Refuse files root does not own or that others may write, as sudo does."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}", location=Location(path)) from None  # type: ignore[call-arg]
+    if st.st_uid != 0 and os.geteuid() == 0:
+        raise error(f"{what} is not owned by root (uid {st.st_uid}); refusing it",  # type: ignore[call-arg]
+                    location=Location(path))
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise error(f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "  # type: ignore[call-arg]
+                    "refusing it", location=Location(path))
+
+
+def load_operator_config(path: str | None = None) -> OperatorConfig:
+    path = path or os.environ.get("SANDBOX_CONFIG") or DEFAULT_PATH
+    if not os.path.lexists(path):
+        if os.environ.get("SANDBOX_CONFIG") and path == os.environ["SANDBOX_CONFIG"]:
+            raise ConfigError("operator config file not found (named by SANDBOX_CONFIG)", location=Location(path))
+        return OperatorConfig()
+    check_trusted_file(path, "operator config")
+    from .loader import _parse_yaml, read_text_file
+
+    try:
+        data, doc = _parse_yaml(read_text_file(path, "operator config"), path)
+    except ConfigError:
+        raise
+    except Exception as e:  # ProfileError from the shared YAML reader: same message, config's class
+        raise ConfigError(getattr(e, "message", str(e)), location=getattr(e, "location", Location(path)),
+                          field=getattr(e, "field", None)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the operator config must be a YAML mapping", location=Location(path, 1, 1))
+    for k in data:
+        if k not in _KEYS:
+            from .tables import did_you_mean
+
+            dym = did_you_mean(k, _KEYS)
+            raise ConfigError(f"unknown key {k!r}", location=doc.loc((k,)), field=k,
+                              hint=f"did you mean {dym!r}?" if dym else None)
+
+    def get(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in data or data[key] is None:
+            return default
+        val = data[key]
+        if not isinstance(val, kind) or isinstance(val, bool) and bool not in (kind if isinstance(kind, tuple)
+                                                                             else (kind,)):
+            raise ConfigError(f"wrong type {type(val).__name__}", location=doc.loc((key,)), field=key)
+        return val
+
+    def str_list(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        val = get(key, list, list(default))
+        if not all(isinstance(x, str) for x in val):
+            raise ConfigError("expected a list of strings", location=doc.loc((key,)), field=key)
+        return tuple(val)
+
+    on_fail = get("on_audit_failure", str, "fail")
+    if on_fail not in ("fail", "warn"):
+        raise ConfigError("must be 'fail' or 'warn'", location=doc.loc(("on_audit_failure",)),
+                          field="on_audit_failure")
+    mode = get("mode", str, None)
+    if mode not in (None, "enforce", "complain"):
+        raise ConfigError("must be 'enforce' or 'complain'", location=doc.loc(("mode",)), field="mode")
+    return OperatorConfig(
+        path=path,
+        runc=get("runc", str, None),
+        profile_dirs=str_list("profile_dirs", OperatorConfig.profile_dirs),
+        default_profile=get("default_profile", str, "baseline"),
+        annotation_key=get("annotation_key", str, ANNOTATION_KEY),
+        allowed_profiles=str_list("allowed_profiles", ()),
+        floor=get("floor", str, None),
+        audit_log=get("audit_log", str, OperatorConfig.audit_log),
+        audit_hmac_key_file=get("audit_hmac_key_file", str, None),
+        audit_max_bytes=get("audit_max_bytes", int, OperatorConfig.audit_max_bytes),
+        on_audit_failure=on_fail,
+        mode=mode,
+        raw=data,
+    )

@@ -1,0 +1,387 @@
+"""sandbox-runc's hardening path: `create`, `run`, `restore`, `exec` and `update`.
+
+The POSIX sh dispatcher (bin/sandbox-runc) execs the real runc directly for every
+other subcommand, so passthrough never starts Python.  This module is only
+reached for the subcommands that carry something to harden.  It never writes to
+standard output (engines parse runc's), keeps unknown config.json fields, and
+reports a refusal both on stderr and in runc's --log file in the requested
+--log-format, so the engine shows the person why.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NoReturn
+
+from .errors import EXIT_INVALID, PolicyRefusal, SandboxError
+from .runc_cli import HARDENED, Invocation, parse
+
+APPLIED_ANNOTATION_SUFFIX = ".applied"
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    inv = parse(args)
+    shim = _Shim(inv)
+    try:
+        shim.load()
+        if inv.subcommand not in HARDENED:
+            shim.exec_runc(args)
+        if inv.subcommand in ("create", "run", "restore"):
+            code = shim.harden_bundle()
+        elif inv.subcommand == "exec":
+            code = shim.harden_exec()
+        else:
+            code = shim.harden_update()
+    except SandboxError as e:
+        shim.report(e)
+        sys.exit(EXIT_INVALID)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code)
+
+
+class _Shim:
+    def __init__(self, inv: Invocation) -> None:
+        self.inv = inv
+        self.op: Any = None
+        self.runc = ""
+        self.profile: Any = None
+        self.audit: Any = None
+        self.stdin_data: bytes | None = None
+
+    # -- set-up ---------------------------------------------------------------------
+    def load(self) -> None:
+        from .opconfig import load_operator_config
+        from .runc import find_runc
+
+        self.op = load_operator_config()
+        self.runc = find_runc(self.op.runc)
+
+    def _audit(self, events: list[dict[str, Any]], bundle: str = "") -> None:
+        if self.audit is None:
+            from .audit import AuditLog
+
+            self.audit = AuditLog(self.op.audit_log, on_failure=self.op.on_audit_failure,
+                                  hmac_key_file=self.op.audit_hmac_key_file, max_bytes=self.op.audit_max_bytes,
+                                  create_dir=True)
+        base = {"container_id": self.inv.container_id or "", "bundle": bundle,
+                "profile": getattr(self.profile, "name", ""), "profile_sha256": getattr(self.profile, "sha256", "")}
+        self.audit.append([{**base, **e} for e in events])
+
+    def report(self, e: SandboxError) -> None:
+        """Say why where the engine will show it: stderr and runc's --log file, in its format."""
+        msg = str(e)
+        sys.stderr.write(f"sandbox-runc: {msg}\n")
+        sys.stderr.flush()
+        log = self.inv.globals.get("log")
+        if log:
+            write_runc_log(log, self.inv.globals.get("log-format") or "text", msg)
+        try:
+            if self.op is not None and isinstance(e, PolicyRefusal | SandboxError):
+                self._audit([{"event": "refused" if isinstance(e, PolicyRefusal) else "error",
+                              "data": {"reason": msg, "subcommand": self.inv.subcommand}}])
+        except SandboxError as ae:
+            sys.stderr.write(f"sandbox-runc: {ae}\n")
+
+    def exec_runc(self, args: list[str]) -> NoReturn:
+        try:
+            os.execv(self.runc, [self.runc, *args])
+        except OSError as err:
+            from .errors import RuncError
+
+            raise RuncError(f"cannot execute runc at {self.runc}: {err.strerror}") from None
+
+    def spawn_runc(self, args: list[str]) -> int:
+        """Run the real runc as a child (so the outcome can be audited), forwarding signals."""
+        import signal
+
+        stdin_r = None
+        if self.stdin_data is not None:
+            stdin_r, w = os.pipe()
+            os.write(w, self.stdin_data)
+            os.close(w)
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                if stdin_r is not None:
+                    os.dup2(stdin_r, 0)
+                os.execv(self.runc, [self.runc, *args])
+            finally:
+                os._exit(127)
+        if stdin_r is not None:
+            os.close(stdin_r)
+
+        def forward(signum: int, _frame: Any) -> None:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGWINCH):
+            signal.signal(sig, forward)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+    def _runc_globals(self) -> list[str]:
+        return self.inv.argv[: self.inv.sub_index]
+
+    # -- profile selection ----------------------------------------------------------------
+    def select_profile(self, config: dict[str, Any]) -> Any:
+        """The default profile, or the one an annotation asks for if the operator allows it."""
+        from dataclasses import replace
+
+        from .loader import load_profile
+        from .opconfig import check_trusted_file
+
+        op = self.op
+        annotations = config.get("annotations") if isinstance(config.get("annotations"), dict) else {}
+        applied = annotations.get(op.annotation_key + APPLIED_ANNOTATION_SUFFIX)
+        requested = annotations.get(op.annotation_key)
+        ref = op.default_profile
+        if isinstance(requested, str) and requested and requested != op.default_profile:
+            if requested not in op.allowed_profiles:
+                allowed = ", ".join([op.default_profile, *op.allowed_profiles])
+                raise PolicyRefusal(f"refused by sandbox: annotation {op.annotation_key}={requested} asks for a "
+                                    f"profile the operator does not allow (allowed: {allowed})")
+            ref = requested
+        elif isinstance(applied, str) and "@" in applied and not requested:
+            ref = applied.split("@", 1)[0]
+        profile = load_profile(ref, search_dirs=op.profile_dirs)
+        if not profile.source.startswith("<builtin>"):
+            from .errors import ProfileError
+
+            check_trusted_file(profile.source, "profile", ProfileError)
+        if op.floor and ref != op.default_profile and ref != op.floor:
+            from .diff import diff
+
+            looser = [c for c in diff(load_profile(op.floor, search_dirs=op.profile_dirs), profile)
+                      if c.direction == "loosen"]
+            if looser:
+                raise PolicyRefusal(f"refused by sandbox: profile {profile.name} is looser than the floor "
+                                    f"{op.floor} ({looser[0].field}: {looser[0].message})")
+        if op.mode and op.mode != profile.mode:
+            profile = replace(profile, mode=op.mode)
+        return profile
+
+    # -- create / run / restore -------------------------------------------------------------
+    def harden_bundle(self) -> int:
+        from . import formats
+        from .bundle import read_config, write_config_atomic
+        from .service import harden
+
+        bundle = self.inv.flag("bundle", "b") or os.getcwd()
+        config = read_config(bundle)
+        self.profile = self.select_profile(config)
+        outcome = harden(self.profile, config, bundle)
+        self._audit([{"event": "profile_resolved", "data": {"source": self.profile.source,
+                                                            "mode": self.profile.mode,
+                                                            "subcommand": self.inv.subcommand}}]
+                    + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions], bundle)
+        if outcome.refused:
+            raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
+        new = outcome.config
+        if self.profile.mode == "enforce":
+            new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = \
+                f"{self.profile.name}@{self.profile.sha256[:16]}"
+        if new != config:
+            write_config_atomic(bundle, new)
+        code = self.spawn_runc(self.inv.argv)
+        if code != 0 and self.inv.subcommand != "run":
+            self._cleanup()
+        event = {"event": "created" if self.inv.subcommand != "run" else "exited", "data": {"runc_exit": code}}
+        if code != 0 and self.inv.subcommand != "run":
+            event = {"event": "error", "data": {"runc_exit": code, "reason": f"runc {self.inv.subcommand} failed"}}
+        self._audit([event], bundle)
+        return code
+
+    def _cleanup(self) -> None:
+        import subprocess
+
+        cid = self.inv.container_id
+        if cid:
+            subprocess.run([self.runc, *self._runc_globals(), "delete", "--force", cid],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    def _container(self) -> tuple[dict[str, Any], str]:
+        """The running container's config.json (as hardened at create) and bundle path."""
+        import json
+        import subprocess
+
+        from .bundle import read_config
+        from .errors import RuncError
+
+        cid = self.inv.container_id
+        if not cid:
+            raise RuncError(f"{self.inv.subcommand}: no container id given")
+        res = subprocess.run([self.runc, *self._runc_globals(), "state", cid], capture_output=True, check=False)
+        if res.returncode != 0:
+            # let runc give its own answer (e.g. "container does not exist")
+            self.exec_runc(self.inv.argv)
+        state = json.loads(res.stdout)
+        bundle = state.get("bundle", "")
+        return read_config(bundle), bundle
+
+    # -- exec ---------------------------------------------------------------------------------
+    def harden_exec(self) -> int:
+        import copy
+        import json
+
+        from . import formats
+        from .decisions import Outcome
+        from .service import harden
+
+        config, bundle = self._container()
+        self.profile = self.select_profile(config)
+        argv = list(self.inv.argv)
+        proc_file = self.inv.flag("process", "p")
+        if proc_file:
+            from .bundle import read_json_file
+
+            proc = read_json_file(proc_file, "process")
+        else:
+            proc = self._process_from_flags(config)
+        trial = copy.deepcopy(config)
+        trial["process"] = proc
+        out = harden(self.profile, trial, bundle)
+        decisions = [d for d in out.decisions if d.pointer.startswith("/process")]
+        outcome = Outcome(config=out.config, decisions=decisions)
+        self._audit([{"event": "decision", "decision": dict(d.to_dict(), subcommand="exec")} for d in decisions],
+                    bundle)
+        if outcome.refused:
+            raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
+        if self.profile.mode == "enforce":
+            new_proc = out.config["process"]
+            if proc_file:
+                if new_proc != proc:
+                    argv = self._replace_flag_value(argv, ("process", "p"), _write_temp_json(proc_file, new_proc))
+            else:
+                argv = self._rewrite_exec_flags(argv, new_proc)
+        del json
+        return self.spawn_runc(argv)
+
+    def _process_from_flags(self, config: dict[str, Any]) -> dict[str, Any]:
+        import copy
+
+        proc = copy.deepcopy(config.get("process") or {})
+        caps = proc.get("capabilities") or {}
+        extra = [f.value for f in self.inv.flags_named("cap", "c") if f.value]
+        for s in ("bounding", "effective", "permitted", "ambient"):  # runc exec --cap adds to these
+            caps[s] = list(dict.fromkeys([*(caps.get(s) or []), *extra]))
+        proc["capabilities"] = caps
+        user = self.inv.flag("user", "u")
+        if user:
+            uid, _, gid = user.partition(":")
+            try:
+                proc["user"] = {**(proc.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
+            except ValueError:
+                proc["user"] = {**(proc.get("user") or {}), "uid": 0}  # a name: judge it as root (fail closed)
+        if self.inv.flag("no-new-privs") in ("true", "1"):
+            proc["noNewPrivileges"] = True
+        return proc
+
+    def _rewrite_exec_flags(self, argv: list[str], proc: dict[str, Any]) -> list[str]:
+        allowed = set((proc.get("capabilities") or {}).get("bounding") or [])
+        drop = {f.start for f in self.inv.flags_named("cap", "c") if f.value not in allowed}
+        spans = [(f.start, f.end) for f in self.inv.flags if f.start in drop]
+        out = [a for i, a in enumerate(argv) if not any(s <= i < e for s, e in spans)]
+        if proc.get("noNewPrivileges") and self.inv.flag("no-new-privs") not in ("true", "1"):
+            out.insert(self.inv.sub_index + 1, "--no-new-privs")
+        for field, names in (("apparmorProfile", ("apparmor",)), ("selinuxLabel", ("process-label",))):
+            label = proc.get(field)
+            if label and self.inv.flag(*names) != label:
+                out = self._replace_flag_value(out, names, label) if self.inv.flag(*names) else \
+                    out[: self.inv.sub_index + 1] + [f"--{names[0]}={label}"] + out[self.inv.sub_index + 1:]
+        return out
+
+    def _replace_flag_value(self, argv: list[str], names: tuple[str, ...], value: str) -> list[str]:
+        out = list(argv)
+        for f in self.inv.flags_named(*names):
+            if f.end - f.start == 2:
+                out[f.start + 1] = value
+            else:
+                out[f.start] = f"--{f.name}={value}"
+        return out
+
+    # -- update ---------------------------------------------------------------------------------
+    def harden_update(self) -> int:
+        from .update import clamp_flags, clamp_resources
+
+        config, bundle = self._container()
+        self.profile = self.select_profile(config)
+        argv = list(self.inv.argv)
+        decisions = []
+        res_file = self.inv.flag("resources", "r")
+        if res_file:
+            import json
+
+            raw = sys.stdin.buffer.read() if res_file == "-" else _read_bytes(res_file)
+            try:
+                res = json.loads(raw)
+            except ValueError as e:
+                from .errors import UsageError
+
+                raise UsageError(f"update --resources: invalid JSON: {e}") from None
+            new, decisions = clamp_resources(self.profile, res)
+            if res_file == "-":
+                self.stdin_data = raw if new == res else json.dumps(new).encode()
+            elif new != res:
+                argv = self._replace_flag_value(argv, ("resources", "r"), _write_temp_json(res_file, new))
+        argv, flag_decisions = clamp_flags(self.profile, self.inv, argv)
+        decisions += flag_decisions
+        if decisions:
+            self._audit([{"event": "decision", "decision": dict(d.to_dict(), subcommand="update")}
+                         for d in decisions], bundle)
+        if self.profile.mode != "enforce":
+            argv = list(self.inv.argv)
+            if res_file == "-":
+                self.stdin_data = raw
+        return self.spawn_runc(argv)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(1 << 20)
+
+
+def _write_temp_json(beside: str, data: Any) -> str:
+    """Write `data` to a new root-only file beside `beside` and return its path."""
+    import json
+    import tempfile
+
+    d = os.path.dirname(os.path.abspath(beside))
+    fd, path = tempfile.mkstemp(prefix=".sandbox-", suffix=".json", dir=d)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    return path
+
+
+def write_runc_log(path: str, fmt: str, msg: str) -> None:
+    """Append an error line to runc's log file the way runc (logrus) writes it."""
+    import json
+    import time
+
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+    if fmt == "json":
+        line = json.dumps({"level": "error", "msg": msg, "time": stamp})
+    else:
+        line = f'time="{stamp}" level=error msg={json.dumps(msg)}'
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        sys.stderr.write(f"sandbox-runc: cannot write runc log {path}: {e.strerror}\n")
+
+
+if __name__ == "__main__":
+    main()

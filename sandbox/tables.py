@@ -1,0 +1,211 @@
+"""Pure lookup tables: capability names, seccomp actions and architectures, syscall names.
+
+Each table has a `known_*()` companion that feeds "did you mean" messages and
+`sandbox profile schema`.  Syscall names come from libseccomp's own tables (via
+pyseccomp, loaded lazily): runc silently drops names it does not know, so a typo
+in a deny list would silently allow the syscall unless we check here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno as _errno
+from functools import lru_cache
+
+# Kernel capability numbers (include/uapi/linux/capability.h).
+CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+CAPABILITY_NUMBERS: dict[str, int] = {name: i for i, name in enumerate(CAPABILITIES)}
+
+# Docker's default capability set (moby oci/caps/defaults.go), the `baseline` bound.
+DOCKER_DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
+    "CAP_SETUID", "CAP_SYS_CHROOT",
+)
+
+# Capabilities that amount to root on the host or an easy escape; lint flags them.
+DANGEROUS_CAPABILITIES: frozenset[str] = frozenset({
+    "CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH",
+    "CAP_NET_ADMIN", "CAP_SYS_BOOT", "CAP_BPF", "CAP_PERFMON", "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE",
+    "CAP_SYS_TIME", "CAP_SYSLOG", "CAP_CHECKPOINT_RESTORE", "CAP_LINUX_IMMUTABLE",
+})
+
+CAPABILITY_SETS: tuple[str, ...] = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+# Seccomp actions as the OCI spec spells them, least to most strict.  The rank
+# decides which default action wins when two filters are intersected.
+SECCOMP_ACTION_RANK: dict[str, int] = {
+    "SCMP_ACT_ALLOW": 0,
+    "SCMP_ACT_LOG": 1,
+    "SCMP_ACT_NOTIFY": 2,
+    "SCMP_ACT_TRACE": 3,
+    "SCMP_ACT_ERRNO": 4,
+    "SCMP_ACT_TRAP": 5,
+    "SCMP_ACT_KILL": 6,
+    "SCMP_ACT_KILL_THREAD": 6,
+    "SCMP_ACT_KILL_PROCESS": 7,
+}
+# Actions that let a syscall run (or let a supervisor decide to).
+SECCOMP_PERMISSIVE_ACTIONS: frozenset[str] = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"})
+
+# Short names accepted in profiles for `seccomp.default_action`.
+SECCOMP_ACTION_ALIASES: dict[str, str] = {
+    "errno": "SCMP_ACT_ERRNO",
+    "kill": "SCMP_ACT_KILL_PROCESS",
+    "kill_process": "SCMP_ACT_KILL_PROCESS",
+    "kill_thread": "SCMP_ACT_KILL_THREAD",
+    "trap": "SCMP_ACT_TRAP",
+    "log": "SCMP_ACT_LOG",
+    "allow": "SCMP_ACT_ALLOW",
+}
+
+SECCOMP_OPERATORS: frozenset[str] = frozenset({
+    "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+})
+
+# seccomp(2) flags; SPEC_ALLOW turns off the speculative-store-bypass mitigation.
+SECCOMP_LOOSENING_FLAGS: frozenset[str] = frozenset({"SECCOMP_FILTER_FLAG_SPEC_ALLOW"})
+
+# Host machine (uname -m) -> (Docker arch name, native SCMP arch, sub-architectures).
+ARCHITECTURES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "x86_64": ("amd64", "SCMP_ARCH_X86_64", ("SCMP_ARCH_X86", "SCMP_ARCH_X32")),
+    "aarch64": ("arm64", "SCMP_ARCH_AARCH64", ("SCMP_ARCH_ARM",)),
+}
+DOCKER_ARCH_NAMES: frozenset[str] = frozenset({
+    "amd64", "x86", "x32", "arm64", "arm", "mips", "mips64", "mips64n32", "mipsel", "mipsel64",
+    "mipsel64n32", "ppc", "ppc64", "ppc64le", "riscv64", "s390", "s390x",
+})
+
+NAMESPACES: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+HOOK_STAGES: tuple[str, ...] = (
+    "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
+)
+
+# Hooks the engines themselves put into every container.  Docker adds
+# `/proc/<dockerd pid>/exe libnetwork-setkey ...` as a prestart hook even with
+# --network none; refusing it would make Docker unusable.  (resolved binary
+# basename, argv[0])
+ENGINE_HOOKS: tuple[tuple[str, str], ...] = (("dockerd", "libnetwork-setkey"),)
+
+# Kubernetes' "safe" sysctl set: namespaced, cannot affect other pods or the node.
+SAFE_SYSCTLS: tuple[str, ...] = (
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+)
+
+# Docker's default masked and read-only paths (moby oci/defaults.go).
+DOCKER_MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+DOCKER_READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)
+
+# Character devices every container gets (runc creates them; cgroup rules allow them).
+STANDARD_DEVICES: dict[str, tuple[str, int, int]] = {
+    "/dev/null": ("c", 1, 3), "/dev/zero": ("c", 1, 5), "/dev/full": ("c", 1, 7),
+    "/dev/random": ("c", 1, 8), "/dev/urandom": ("c", 1, 9), "/dev/tty": ("c", 5, 0),
+    "/dev/console": ("c", 5, 1), "/dev/ptmx": ("c", 5, 2),
+}
+# Pseudo-terminal slaves (major 136) are safe too.
+PTS_MAJOR = 136
+
+
+def normalize_capability(name: str) -> str | None:
+    """`net_bind_service`, `NET_BIND_SERVICE` and `CAP_NET_BIND_SERVICE` are one capability."""
+    n = name.strip().upper()
+    if not n.startswith("CAP_"):
+        n = "CAP_" + n
+    return n if n in CAPABILITY_NUMBERS else None
+
+
+def known_capabilities() -> tuple[str, ...]:
+    return CAPABILITIES
+
+
+def errno_number(value: str | int) -> int | None:
+    """`EPERM`, `eperm` or `1` -> 1."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 4096 else None
+    v = value.strip().upper()
+    if v.isdigit():
+        return errno_number(int(v))
+    num = getattr(_errno, v, None)
+    return num if isinstance(num, int) else None
+
+
+def errno_name(num: int) -> str:
+    return _errno.errorcode.get(num, str(num))
+
+
+def known_errnos() -> tuple[str, ...]:
+    return tuple(sorted(_errno.errorcode.values()))
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -> str | None:
+    m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return m[0] if m else None
+
+
+# --- syscalls, from libseccomp -------------------------------------------------
+
+_ARCH_NAMES = ("X86_64", "AARCH64", "X86", "ARM")
+CHECKED_ARCHES: tuple[str, ...] = ("x86_64", "aarch64")  # unknown on one of these: a warning
+
+
+@lru_cache(maxsize=1)
+def _libseccomp() -> dict[str, int]:
+    import pyseccomp
+
+    return {name: int(getattr(pyseccomp.Arch, name)) for name in _ARCH_NAMES}
+
+
+@lru_cache(maxsize=4096)
+def syscall_arches(name: str) -> frozenset[str]:
+    """The architectures (of x86_64, aarch64, x86, arm) on which libseccomp knows `name`."""
+    import pyseccomp
+
+    out = set()
+    for arch_name, arch in _libseccomp().items():
+        try:
+            num = pyseccomp.resolve_syscall(arch, name)
+        except (ValueError, OSError):
+            continue
+        if isinstance(num, int) and num >= 0:
+            out.add(arch_name.lower())
+    return frozenset(out)
+
+
+@lru_cache(maxsize=1)
+def known_syscalls() -> frozenset[str]:
+    """Every syscall name libseccomp knows on the checked architectures (for did-you-mean)."""
+    import pyseccomp
+
+    names: set[str] = set()
+    for arch in _libseccomp().values():
+        for num in range(0, 1024):
+            try:
+                n = pyseccomp.resolve_syscall(arch, num)
+            except (ValueError, OSError):
+                continue
+            if isinstance(n, bytes) and n:
+                names.add(n.decode())
+    return frozenset(names)

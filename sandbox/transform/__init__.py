@@ -1,0 +1,49 @@
+"""The profile -> OCI config transform: `apply(profile, config, host) -> Outcome`.
+
+Pure: takes data, returns data.  Each control is a small function over a shared
+context; the order below is the order of the decisions.  Tighten only: the
+result is never less strict than the bundle asked for nor than the profile
+demands, and applying the same profile twice equals applying it once.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..decisions import Outcome
+from ..hostfacts import HostFacts
+from ..profile import Profile
+from .context import Context
+from .devices import devices
+from .hooks import hooks
+from .mounts import mounts, rootfs
+from .namespaces import namespaces
+from .process import capabilities, lsm, no_new_privileges
+from .resources import resources
+from .seccomp import seccomp
+from .sysctls import sysctls
+from .user import user
+
+# user before namespaces (it needs to know whether the bundle had a user namespace),
+# capabilities before seccomp (capability-conditional syscalls follow the final set).
+STEPS: tuple[Callable[[Context], None], ...] = (
+    user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
+    hooks, lsm,
+)
+
+
+def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = None) -> Outcome:
+    """Harden `config` (an OCI runtime-spec config.json as data) under `profile`.
+
+    Unknown fields are kept as they are.  In complain mode the decisions are
+    recorded with applied=False and the config is returned unchanged.
+    """
+    ctx = Context(profile=profile, config=copy.deepcopy(config), host=host or HostFacts())
+    for step in STEPS:
+        step(ctx)
+    if profile.mode == "complain":
+        return Outcome(config=copy.deepcopy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
+    return Outcome(config=ctx.config, decisions=ctx.decisions)

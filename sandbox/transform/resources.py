@@ -1,0 +1,86 @@
+"""Cgroup limits: a larger request is clamped to the profile's maximum, a missing one gets the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..decisions import pointer
+from ..profile import Limit
+from .context import Context
+
+DEFAULT_CPU_PERIOD = 100_000  # microseconds, as the kernel and runc default
+
+
+def _effective(requested: int | None, lim: Limit) -> tuple[int | None, str]:
+    """(value, why) for a request where None or <= 0 means unlimited."""
+    unlimited = requested is None or requested <= 0
+    if unlimited:
+        if lim.default is not None:
+            return lim.default, "no limit was requested; the profile's default applies"
+        if lim.max is not None:
+            return lim.max, "no limit was requested; the profile's maximum applies"
+        return requested, ""
+    if lim.max is not None and requested > lim.max:  # type: ignore[operator]
+        return lim.max, f"the request is above the profile's maximum of {lim.max}"
+    return requested, ""
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _node(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    if not isinstance(parent.get(key), dict):
+        parent[key] = {}
+    node: dict[str, Any] = parent[key]
+    return node
+
+
+def resources(ctx: Context) -> None:
+    pol = ctx.profile.resources
+    if pol.memory == Limit() and pol.pids == Limit() and pol.cpu == Limit():
+        return
+    res = ctx.section("linux", "resources")
+
+    if pol.memory != Limit():
+        mem = _node(res, "memory")
+        before = _int(mem.get("limit"))
+        value, why = _effective(before, pol.memory)
+        _apply(ctx, mem, "limit", before, value, why, pointer("linux", "resources", "memory", "limit"),
+               "resources.memory")
+        swap = _int(mem.get("swap"))
+        if value is not None and swap is not None and 0 < swap < value:
+            mem["swap"] = value  # runc refuses memory+swap below memory
+
+    if pol.pids != Limit():
+        pids = _node(res, "pids")
+        before = _int(pids.get("limit"))
+        value, why = _effective(before, pol.pids)
+        _apply(ctx, pids, "limit", before, value, why, pointer("linux", "resources", "pids", "limit"),
+               "resources.pids")
+
+    if pol.cpu != Limit():
+        cpu = _node(res, "cpu")
+        period = _int(cpu.get("period")) or DEFAULT_CPU_PERIOD
+        quota = _int(cpu.get("quota"))
+        requested_milli = quota * 1000 // period if quota is not None and quota > 0 else None
+        value, why = _effective(requested_milli, pol.cpu)
+        if why and value is not None:
+            new_quota = value * period // 1000
+            cpu["quota"] = new_quota
+            cpu["period"] = period
+            ctx.decide("resources", pointer("linux", "resources", "cpu", "quota"),
+                       "set" if quota is None else "tighten", quota, new_quota,
+                       f"{why} ({value / 1000:g} CPUs)", "resources.cpu")
+        else:
+            ctx.decide("resources", pointer("linux", "resources", "cpu", "quota"), "keep", quota, quota,
+                       "within the profile's maximum", "resources.cpu")
+
+
+def _apply(ctx: Context, node: dict[str, Any], key: str, before: int | None, value: int | None, why: str,
+           ptr: str, rule: str) -> None:
+    if why and value is not None:
+        node[key] = value
+        ctx.decide("resources", ptr, "set" if before is None else "tighten", before, value, why, rule)
+    else:
+        ctx.decide("resources", ptr, "keep", before, before, "within the profile's maximum", rule)

@@ -1,0 +1,55 @@
+import pytest
+
+from sandbox import loader
+from sandbox.diff import diff
+from sandbox.lint import RULES, lint, rule_docs
+
+
+def ids(findings):
+    return {f.rule for f in findings}
+
+
+def test_rule_ids_unique_and_documented():
+    seen = [r for r, _, _ in RULES]
+    assert len(seen) == len(set(seen))
+    for rid, sev, doc in rule_docs():
+        assert doc.startswith(rid) and sev in ("low", "medium", "high")
+
+
+def test_strict_is_quieter_than_baseline():
+    base = ids(lint(loader.load_profile("baseline")))
+    strict = ids(lint(loader.load_profile("strict")))
+    assert {"SBX003", "SBX004", "SBX005", "SBX008"} <= base
+    assert not {"SBX003", "SBX004", "SBX005", "SBX008", "SBX001", "SBX002"} & strict
+
+
+def test_dangerous_profile(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: bad\ncapabilities: [SYS_ADMIN]\n"
+                 "no_new_privileges: false\nseccomp: {base: none, deny: [mount], allow: []}\n")
+    found = ids(lint(loader.load_profile(str(p))))
+    assert {"SBX001", "SBX006", "SBX007"} <= found
+
+
+def test_diff_directions():
+    base, restricted, strict = (loader.load_profile(n) for n in ("baseline", "restricted", "strict"))
+    tight = diff(base, strict)
+    assert tight and all(c.direction == "tighten" for c in tight), [str(c) for c in tight if c.direction == "loosen"]
+    loose = diff(strict, base)
+    fields = {c.field for c in loose if c.direction == "loosen"}
+    assert {"capabilities", "filesystem.readonly_rootfs", "user.user_namespace", "resources.memory.max",
+            "seccomp"} <= fields
+    assert diff(restricted, restricted) == []
+
+
+@pytest.mark.parametrize("body,field", [
+    ("capabilities: [NET_BIND_SERVICE, SYS_PTRACE]", "capabilities"),
+    ("seccomp: {allow: [ptrace]}", "seccomp"),
+    ("resources: {memory: {max: 1Gi}}", "resources.memory.max"),
+    ("mode: complain", "mode"),
+])
+def test_diff_flags_each_loosening(tmp_path, body, field):
+    p = tmp_path / "new.yaml"
+    p.write_text(f"apiVersion: sandbox/v1\nkind: Profile\nname: new\nextends: strict\n{body}\n")
+    changes = diff(loader.load_profile("strict"), loader.load_profile(str(p)))
+    assert any(c.direction == "loosen" and c.field == field for c in changes), [str(c) for c in changes]

@@ -1,0 +1,120 @@
+"""Property-based tests: for generated bundles the result is never looser than the input nor the profile."""
+
+import copy
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox import loader, tables
+from sandbox.diff import allowed_syscalls
+from sandbox.hostfacts import HostFacts
+from sandbox.transform import apply
+
+PROFILES = {n: loader.load_profile(n) for n in loader.BUILTIN_PROFILES}
+SYSCALLS = ["read", "write", "openat", "mount", "ptrace", "bpf", "unshare", "clone", "clone3", "mkdir",
+            "personality", "keyctl", "socket", "exit_group", "reboot", "chown", "setns", "io_uring_setup"]
+ACTIONS = ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"]
+SOURCES = ["/var/run/docker.sock", "/srv/data", "/etc/passwd", "/var/lib/kubelet/pods/p/v", "/home/u", "/run"]
+
+caps = st.lists(st.sampled_from(tables.CAPABILITIES), max_size=8, unique=True)
+arg = st.fixed_dictionaries({"index": st.integers(0, 2), "value": st.integers(0, 16),
+                             "op": st.sampled_from(["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ"])})
+rule = st.fixed_dictionaries({"names": st.lists(st.sampled_from(SYSCALLS), min_size=1, max_size=4, unique=True),
+                              "action": st.sampled_from(ACTIONS)},
+                             optional={"args": st.lists(arg, max_size=2)})
+seccomp = st.fixed_dictionaries({"defaultAction": st.sampled_from(ACTIONS), "syscalls": st.lists(rule, max_size=6)})
+mount = st.fixed_dictionaries({"destination": st.sampled_from(["/a", "/b", "/tmp", "/data"]),
+                               "type": st.just("bind"), "source": st.sampled_from(SOURCES),
+                               "options": st.lists(st.sampled_from(["rbind", "rw", "ro", "rshared", "nosuid"]),
+                                                   unique=True)})
+limit = st.one_of(st.none(), st.integers(-1, 2**40))
+
+
+@st.composite
+def configs(draw):
+    cfg = {
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": draw(st.sampled_from([0, 1000]))}, "args": ["sh"], "cwd": "/",
+                    "capabilities": {s: draw(caps) for s in tables.CAPABILITY_SETS if draw(st.booleans())},
+                    "noNewPrivileges": draw(st.booleans())},
+        "root": {"path": "rootfs", "readonly": draw(st.booleans())},
+        "mounts": draw(st.lists(mount, max_size=3)),
+        "linux": {"namespaces": [{"type": t} for t in draw(st.lists(st.sampled_from(tables.NAMESPACES[:5]),
+                                                                     unique=True))],
+                  "maskedPaths": draw(st.lists(st.sampled_from(["/proc/kcore", "/proc/foo"]), unique=True)),
+                  "resources": {}},
+    }
+    if draw(st.booleans()):
+        cfg["linux"]["seccomp"] = draw(seccomp)
+    mem, pids = draw(limit), draw(limit)
+    if mem is not None:
+        cfg["linux"]["resources"]["memory"] = {"limit": mem}
+    if pids is not None:
+        cfg["linux"]["resources"]["pids"] = {"limit": pids}
+    return cfg
+
+
+def _bundle_allows(cfg, name):
+    sec = cfg["linux"].get("seccomp")
+    if not sec:
+        return True
+    rules = [r for r in sec["syscalls"] if name in r["names"]]
+    if not rules:
+        return sec["defaultAction"] in tables.SECCOMP_PERMISSIVE_ACTIONS
+    return any(r["action"] in tables.SECCOMP_PERMISSIVE_ACTIONS for r in rules)
+
+
+def _result_allows(sec, name):
+    rules = [r for r in sec["syscalls"] if name in r["names"]]
+    if not rules:
+        return sec["defaultAction"] in tables.SECCOMP_PERMISSIVE_ACTIONS
+    return any(r["action"] in tables.SECCOMP_PERMISSIVE_ACTIONS for r in rules)
+
+
+FACTS = HostFacts(realpaths={"/var/run/docker.sock": "/run/docker.sock"})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), name=st.sampled_from(sorted(PROFILES)))
+def test_never_looser_than_bundle_or_profile(cfg, name):
+    profile = PROFILES[name]
+    original = copy.deepcopy(cfg)
+    out = apply(profile, cfg, FACTS)
+    assert cfg == original  # input untouched
+    res = out.config
+    allowed = set(profile.capabilities)
+    for s in tables.CAPABILITY_SETS:
+        got = set(res["process"]["capabilities"][s])
+        assert got <= allowed
+        assert got <= set(original["process"]["capabilities"].get(s, []))
+    assert res["process"]["noNewPrivileges"] is True
+    sec = res["linux"]["seccomp"]
+    assert tables.SECCOMP_ACTION_RANK[sec["defaultAction"]] >= tables.SECCOMP_ACTION_RANK[profile.seccomp.default_action]
+    if original["linux"].get("seccomp"):
+        assert tables.SECCOMP_ACTION_RANK[sec["defaultAction"]] >= \
+            tables.SECCOMP_ACTION_RANK[original["linux"]["seccomp"]["defaultAction"]]
+    _, prof_allowed = allowed_syscalls(profile)
+    for n in SYSCALLS:
+        if _result_allows(sec, n):
+            assert _bundle_allows(original, n), n
+            assert n in prof_allowed, n
+    kinds = {n["type"] for n in res["linux"]["namespaces"]}
+    assert set(profile.namespaces.required) <= kinds
+    assert set(original["linux"]["maskedPaths"]) <= set(res["linux"]["maskedPaths"])
+    if original["root"]["readonly"]:
+        assert res["root"]["readonly"]
+    for key, lim in (("memory", profile.resources.memory), ("pids", profile.resources.pids)):
+        if lim.max is not None:
+            assert 0 < res["linux"]["resources"][key]["limit"] <= lim.max
+    for m in res["mounts"]:
+        if m.get("source") in ("/var/run/docker.sock", "/run"):
+            assert out.refused
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), name=st.sampled_from(sorted(PROFILES)))
+def test_apply_is_idempotent(cfg, name):
+    profile = PROFILES[name]
+    once = apply(profile, cfg, FACTS)
+    twice = apply(profile, once.config, FACTS)
+    assert twice.config == once.config
