@@ -58,6 +58,28 @@ def allowed_syscalls(p: Profile, arch: str = "x86_64") -> tuple[str, set[str]]:
                         if any(r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS for r in rules)}
 
 
+def _host_paths(out: list[Change], old: Profile, new: Profile) -> None:
+    """Compare what each profile lets a bind mount reach, by probing every path either one names."""
+    from .transform.mounts import forbidden_reason
+
+    probes: set[str] = set()
+    for p in (old, new):
+        for path in [h.path for h in p.filesystem.forbidden_host_paths] + list(p.filesystem.allowed_host_paths):
+            probes.update({path, path.rstrip("/") + "/x"})
+    opened, closed = [], []
+    for path in sorted(probes):
+        was = forbidden_reason(path, old.filesystem.forbidden_host_paths, old.filesystem.allowed_host_paths)
+        now = forbidden_reason(path, new.filesystem.forbidden_host_paths, new.filesystem.allowed_host_paths)
+        if was and not now:
+            opened.append(path)
+        elif now and not was:
+            closed.append(path)
+    if opened:
+        out.append(Change("loosen", "filesystem.host_paths", f"bind mounts now allowed from: {', '.join(opened)}"))
+    if closed:
+        out.append(Change("tighten", "filesystem.host_paths", f"bind mounts now refused from: {', '.join(closed)}"))
+
+
 def diff(old: Profile, new: Profile) -> list[Change]:
     out: list[Change] = []
     if old.mode != new.mode:
@@ -84,9 +106,7 @@ def diff(old: Profile, new: Profile) -> list[Change]:
     _flag(out, "filesystem.readonly_system_mounts", fo.readonly_system_mounts, fn.readonly_system_mounts, True)
     _sets(out, "filesystem.tmpfs", [t.path for t in fo.tmpfs], [t.path for t in fn.tmpfs], "tmpfs mounts",
           more_is_looser=False)
-    _sets(out, "filesystem.forbidden_host_paths", [f"{h.path} ({h.match})" for h in fo.forbidden_host_paths],
-          [f"{h.path} ({h.match})" for h in fn.forbidden_host_paths], "forbidden host paths", more_is_looser=False)
-    _sets(out, "filesystem.allowed_host_paths", fo.allowed_host_paths, fn.allowed_host_paths, "allowed host paths")
+    _host_paths(out, old, new)
     _sets(out, "filesystem.masked_paths", fo.masked_paths, fn.masked_paths, "masked paths", more_is_looser=False)
     _sets(out, "filesystem.readonly_paths", fo.readonly_paths, fn.readonly_paths, "read-only paths",
           more_is_looser=False)

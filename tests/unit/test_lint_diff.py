@@ -44,7 +44,8 @@ def test_diff_directions():
 
 @pytest.mark.parametrize("body,field", [
     ("capabilities: [NET_BIND_SERVICE, SYS_PTRACE]", "capabilities"),
-    ("seccomp: {allow: [ptrace]}", "seccomp"),
+    ("seccomp: {allow: [reboot]}", "seccomp"),
+    ("filesystem: {allowed_host_paths: [/etc/ssl]}", "filesystem.host_paths"),
     ("resources: {memory: {max: 1Gi}}", "resources.memory.max"),
     ("mode: complain", "mode"),
 ])

@@ -339,7 +339,7 @@ def test_apparmor_skipped_where_unsupported(tmp_path):
 # --- modes, determinism, idempotence, fixtures ------------------------------------------------
 
 def test_complain_mode_changes_nothing(tmp_path):
-    p = custom(tmp_path, "extends: strict\nmode: complain\n")
+    p = custom(tmp_path, "extends: restricted\nmode: complain\n")
     cfg = docker()
     out = apply(p, cfg, DOCKER_FACTS)
     assert out.config == cfg
