@@ -539,7 +539,8 @@ def _check_resources(v: _Validator, d: dict[str, Any], p: Path) -> None:
                 vals[f] = parse(d[key][f])
                 if vals[f] is None:
                     v.err((*p, key, f), f"expected {what}, got {d[key][f]!r}")
-        if vals.get("max") and vals.get("default") and vals["default"] > vals["max"]:
+        mx, df = vals.get("max"), vals.get("default")
+        if mx is not None and df is not None and df > mx:
             v.err((*p, key, "default"), "the default is larger than the maximum")
 
 

@@ -87,7 +87,7 @@ class _Shim:
 
     def exec_runc(self, args: list[str]) -> NoReturn:
         try:
-            os.execv(self.runc, [self.runc, *args])
+            os.execv(self.runc, [self.runc, *args])  # noqa: S606 - runc's own argv, no shell
         except OSError as err:
             from .errors import RuncError
 
@@ -107,7 +107,7 @@ class _Shim:
             try:
                 if stdin_r is not None:
                     os.dup2(stdin_r, 0)
-                os.execv(self.runc, [self.runc, *args])
+                os.execv(self.runc, [self.runc, *args])  # noqa: S606
             finally:
                 os._exit(127)
         if stdin_r is not None:
@@ -143,7 +143,7 @@ class _Shim:
         from .opconfig import check_trusted_file
 
         op = self.op
-        annotations = config.get("annotations") if isinstance(config.get("annotations"), dict) else {}
+        annotations: dict[str, Any] = config["annotations"] if isinstance(config.get("annotations"), dict) else {}
         applied = annotations.get(op.annotation_key + APPLIED_ANNOTATION_SUFFIX)
         requested = annotations.get(op.annotation_key)
         ref = op.default_profile
@@ -195,12 +195,16 @@ class _Shim:
         if new != config:
             write_config_atomic(bundle, new)
         code = self.spawn_runc(self.inv.argv)
-        if code != 0 and self.inv.subcommand != "run":
+        data: dict[str, Any] = {"runc_exit": code}
+        if self.inv.subcommand == "run":
+            event = "exited"
+        elif code == 0:
+            event = "created"
+        else:
+            # a failed create must not leave a half-made container behind
             self._cleanup()
-        event = {"event": "created" if self.inv.subcommand != "run" else "exited", "data": {"runc_exit": code}}
-        if code != 0 and self.inv.subcommand != "run":
-            event = {"event": "error", "data": {"runc_exit": code, "reason": f"runc {self.inv.subcommand} failed"}}
-        self._audit([event], bundle)
+            event, data["reason"] = "error", f"runc {self.inv.subcommand} failed"
+        self._audit([{"event": event, "data": data}], bundle)
         return code
 
     def _cleanup(self) -> None:
@@ -233,7 +237,6 @@ class _Shim:
     # -- exec ---------------------------------------------------------------------------------
     def harden_exec(self) -> int:
         import copy
-        import json
 
         from . import formats
         from .decisions import Outcome
@@ -265,7 +268,6 @@ class _Shim:
                     argv = self._replace_flag_value(argv, ("process", "p"), _write_temp_json(proc_file, new_proc))
             else:
                 argv = self._rewrite_exec_flags(argv, new_proc)
-        del json
         return self.spawn_runc(argv)
 
     def _process_from_flags(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +285,8 @@ class _Shim:
             try:
                 proc["user"] = {**(proc.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
             except ValueError:
-                proc["user"] = {**(proc.get("user") or {}), "uid": 0}  # a name: judge it as root (fail closed)
+                # a user name: judge it as root (fail closed)
+                proc["user"] = {**(proc.get("user") or {}), "uid": 0}
         if self.inv.flag("no-new-privs") in ("true", "1"):
             proc["noNewPrivileges"] = True
         return proc
@@ -318,7 +321,7 @@ class _Shim:
         config, bundle = self._container()
         self.profile = self.select_profile(config)
         argv = list(self.inv.argv)
-        decisions = []
+        decisions: list[Any] = []
         res_file = self.inv.flag("resources", "r")
         if res_file:
             import json

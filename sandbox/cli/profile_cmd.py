@@ -60,10 +60,10 @@ def validate(paths: tuple[str, ...], fmt: str) -> None:
         warnings: list[Any] = []
         try:
             _, warnings = load_profile_with_warnings(path)
-        except ProfileErrors as e:
-            errors = e.errors
-        except ProfileError as e:
-            errors = [e]
+        except ProfileErrors as many:
+            errors = many.errors
+        except ProfileError as one:
+            errors = [one]
         bad = bad or bool(errors)
         if fmt == "json":
             report.append({"path": path, "valid": not errors, "errors": [_err_json(e) for e in errors],

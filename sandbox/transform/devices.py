@@ -11,7 +11,7 @@ from .context import Context
 _DENY_ALL = {"allow": False, "access": "rwm"}
 
 
-def _standard(rule: dict[str, Any], allowed_numbers: set[tuple[str, int, int]]) -> bool:
+def _standard(rule: dict[str, Any], allowed_numbers: set[tuple[Any, Any, Any]]) -> bool:
     kind, major, minor = rule.get("type", "a"), rule.get("major"), rule.get("minor")
     if kind == "c" and major == tables.PTS_MAJOR:
         return True
@@ -24,7 +24,7 @@ def _standard(rule: dict[str, Any], allowed_numbers: set[tuple[str, int, int]]) 
 def devices(ctx: Context) -> None:
     allow = set(ctx.profile.devices.allow)
     linux = ctx.section("linux")
-    numbers = set(tables.STANDARD_DEVICES.values())
+    numbers: set[tuple[Any, Any, Any]] = set(tables.STANDARD_DEVICES.values())
     for i, dev in enumerate(linux.get("devices") or []):
         if not isinstance(dev, dict):
             continue
