@@ -75,11 +75,14 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None) -
             owner = os.stat(rootfs).st_uid
         except OSError:
             owner = None
-        for m in config.get("mounts") or []:
-            dest = m.get("destination") if isinstance(m, dict) else None
-            if isinstance(dest, str) and dest.startswith("/") and owner is not None:
-                if not os.path.lexists(os.path.join(rootfs, dest.lstrip("/"))):
-                    missing.add(dest)
+        dests = [m.get("destination") for m in config.get("mounts") or [] if isinstance(m, dict)]
+        dests = [d.rstrip("/") or "/" for d in dests if isinstance(d, str) and d.startswith("/")]
+        for dest in dests:
+            # a mount point inside another mount (/dev/pts in the /dev tmpfs) is made there, not in the rootfs
+            if any(other != dest and dest.startswith(other.rstrip("/") + "/") for other in dests):
+                continue
+            if owner is not None and not os.path.lexists(os.path.join(rootfs, dest.lstrip("/"))):
+                missing.add(dest)
     return HostFacts(
         arch=os.uname().machine,
         cgroup_version=cgroup_version(),

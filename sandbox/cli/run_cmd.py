@@ -201,13 +201,19 @@ class _Runner:
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, forward)
+        # Verify between create and start: runc has applied every control to the init
+        # process (it waits on the exec fifo), so even a workload that exits at once is
+        # checked, and under --verify-enforce a failing container never runs its workload.
+        if verify_mode and not self._verify(verify_mode):
+            self.runc.cleanup(self.cid)
+            self._wait(pid)
+            return EXIT_RUN_FAILED
         self.runc.start(self.cid)
         self._record([{"event": "started", "data": {"pid": pid}}])
-        if verify_mode:
-            self._verify(verify_mode, pid)
         return self._wait(pid)
 
-    def _verify(self, mode: str, pid: int) -> None:
+    def _verify(self, mode: str) -> bool:
+        """Record the verification; False when the container must not start."""
         from ..bundle import read_config
         from ..verify import format_text, to_json
         from .verify_cmd import verify_container
@@ -219,8 +225,9 @@ class _Runner:
         if self.verbose or failed:
             click.echo(format_text(checks), err=True)
         if failed and mode == "enforce":
-            click.echo(f"sandbox: verification failed ({len(failed)} controls); killing the container", err=True)
-            os.kill(pid, 9)
+            click.echo(f"sandbox: verification failed ({len(failed)} controls); the container is removed", err=True)
+            return False
+        return True
 
     def _wait(self, pid: int) -> int:
         while True:
