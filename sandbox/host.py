@@ -75,8 +75,8 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None) -
             owner = os.stat(rootfs).st_uid
         except OSError:
             owner = None
-        dests = [m.get("destination") for m in config.get("mounts") or [] if isinstance(m, dict)]
-        dests = [d.rstrip("/") or "/" for d in dests if isinstance(d, str) and d.startswith("/")]
+        raw = [m.get("destination") for m in config.get("mounts") or [] if isinstance(m, dict)]
+        dests: list[str] = [d.rstrip("/") or "/" for d in raw if isinstance(d, str) and d.startswith("/")]
         for dest in dests:
             # a mount point inside another mount (/dev/pts in the /dev tmpfs) is made there, not in the rootfs
             if any(other != dest and dest.startswith(other.rstrip("/") + "/") for other in dests):

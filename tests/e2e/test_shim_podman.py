@@ -1,7 +1,6 @@
 """sandbox-runc as podman's runtime: the workload's own /proc/self/status shows the profile."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
