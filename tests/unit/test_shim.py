@@ -1,0 +1,98 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sandbox.errors import PolicyRefusal
+from sandbox.opconfig import OperatorConfig
+from sandbox.runc_cli import parse
+from sandbox.shim import _Shim, write_runc_log
+from tests.conftest import ROOT
+
+SHIM = os.path.join(ROOT, "bin", "sandbox-runc")
+
+
+def test_runc_log_json_line_as_runc_writes_it(tmp_path):
+    log = tmp_path / "log.json"
+    write_runc_log(str(log), "json", "refused by sandbox profile strict: bind mount of /etc")
+    rec = json.loads(log.read_text())
+    assert rec["level"] == "error" and rec["msg"].startswith("refused by sandbox profile strict")
+    assert rec["time"].endswith("Z")
+
+
+def test_runc_log_text_line(tmp_path):
+    log = tmp_path / "log"
+    write_runc_log(str(log), "text", 'say "no"')
+    assert 'level=error msg="say \\"no\\""' in log.read_text()
+
+
+def shim_with(op, argv=("create", "c1")):
+    s = _Shim(parse(list(argv)))
+    s.op = op
+    return s
+
+
+def test_annotation_profile_must_be_allowed():
+    s = shim_with(OperatorConfig(allowed_profiles=("strict",)))
+    cfg = {"annotations": {"org.sandbox-runtime.profile": "restricted"}}
+    with pytest.raises(PolicyRefusal, match="does not allow"):
+        s.select_profile(cfg)
+    cfg["annotations"]["org.sandbox-runtime.profile"] = "strict"
+    assert s.select_profile(cfg).name == "strict"
+    assert s.select_profile({}).name == "baseline"
+
+
+def test_floor_refuses_a_looser_allowed_profile():
+    s = shim_with(OperatorConfig(allowed_profiles=("baseline", "strict"), default_profile="restricted",
+                                 floor="restricted"))
+    with pytest.raises(PolicyRefusal, match="looser than the floor"):
+        s.select_profile({"annotations": {"org.sandbox-runtime.profile": "baseline"}})
+    assert s.select_profile({"annotations": {"org.sandbox-runtime.profile": "strict"}}).name == "strict"
+
+
+def test_operator_mode_override():
+    s = shim_with(OperatorConfig(mode="complain"))
+    assert s.select_profile({}).mode == "complain"
+
+
+def test_recorded_profile_used_for_exec():
+    s = shim_with(OperatorConfig(), ("exec", "c1", "sh"))
+    cfg = {"annotations": {"org.sandbox-runtime.profile.applied": "strict@0123456789abcdef"}}
+    assert s.select_profile(cfg).name == "strict"
+
+
+def _dispatch(tmp_path, *args, env=None):
+    fake = tmp_path / "fake-runc"
+    fake.write_text('#!/bin/sh\necho "REAL $*"\n')
+    fake.chmod(0o755)
+    e = {"PATH": "/usr/bin:/bin", "SANDBOX_RUNC": str(fake), **(env or {})}
+    return subprocess.run(["sh", SHIM, *args], capture_output=True, text=True, env=e, timeout=20)
+
+
+@pytest.mark.parametrize("argv", [["state", "c1"], ["--root", "/r", "--log", "x", "list"], ["--version"],
+                                  ["kill", "c1", "KILL"], ["--log-format", "json", "delete", "-f", "c1"]])
+def test_dispatcher_passes_through_without_python(tmp_path, argv):
+    res = _dispatch(tmp_path, *argv, env={"SANDBOX_PYTHON": "/nonexistent/python"})
+    assert res.returncode == 0 and res.stdout == f"REAL {' '.join(argv)}\n"
+
+
+def test_dispatcher_sends_create_to_python(tmp_path):
+    res = _dispatch(tmp_path, "--root", "/r", "create", "c1", env={"SANDBOX_PYTHON": "/nonexistent/python"})
+    assert res.returncode == 127 and "nonexistent" in res.stderr
+
+
+def test_dispatcher_refuses_to_loop(tmp_path):
+    res = _dispatch(tmp_path, "state", "x", env={"SANDBOX_RUNC_SHIM_ACTIVE": "1"})
+    assert res.returncode == 127 and "sandbox-runc itself" in res.stderr
+
+
+def test_shim_module_imports_lazily():
+    # the hardening path pays for YAML, the transform and libseccomp only when it uses them
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import sandbox.shim, sandbox.runc_cli as r;"
+            "r.parse(['state','x']);"
+            "print([m for m in ('yaml','sandbox.loader','sandbox.transform','click','pyseccomp','psutil')"
+            " if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-I", "-c", code, ROOT], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[]", out.stderr
