@@ -210,6 +210,19 @@ def no_cpu_limit(p: Profile) -> Iterator[Finding]:
         yield _f("SBX015", "no CPU limit", "resources.cpu")
 
 
+@rule("SBX016", "high")
+def incomplete_deny_list(p: Profile) -> Iterator[Finding]:
+    """SBX016 deny list misses another entry point to the same operation.
+
+    Denying `mkdir` while `mkdirat` stays allowed blocks nothing; `chmod` vs
+    `fchmodat`, `open` vs `openat`/`openat2`, `mount` vs the new mount API are the
+    same trap.  Name every member of the family (the message lists them).
+    """
+    for name, rest in tables.missing_family_members(p.seccomp.deny):
+        yield _f("SBX016", f"{name} is denied but {', '.join(rest)} still reach that operation",
+                 "seccomp.deny")
+
+
 def lint(profile: Profile) -> list[Finding]:
     return [f for _, _, fn in RULES for f in fn(profile)]
 

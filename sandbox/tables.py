@@ -209,3 +209,59 @@ def known_syscalls() -> frozenset[str]:
             if isinstance(n, bytes) and n:
                 names.add(n.decode())
     return frozenset(names)
+
+
+# Syscalls that reach the same kernel operation through another entry point.  A deny
+# list that names one but not the others blocks nothing: chmod is denied, fchmodat works.
+SYSCALL_FAMILIES: tuple[frozenset[str], ...] = tuple(frozenset(f) for f in (
+    {"open", "openat", "openat2", "creat"},
+    {"mkdir", "mkdirat"},
+    {"mknod", "mknodat"},
+    {"chmod", "fchmod", "fchmodat", "fchmodat2"},
+    {"chown", "fchown", "lchown", "fchownat", "chown32", "fchown32", "lchown32"},
+    {"rename", "renameat", "renameat2"},
+    {"unlink", "unlinkat", "rmdir"},
+    {"link", "linkat"},
+    {"symlink", "symlinkat"},
+    {"access", "faccessat", "faccessat2"},
+    {"utime", "utimes", "utimensat", "futimesat"},
+    {"stat", "lstat", "fstat", "newfstatat", "statx", "fstatat64", "stat64", "lstat64", "fstat64"},
+    {"readlink", "readlinkat"},
+    {"execve", "execveat"},
+    {"clone", "clone3", "fork", "vfork"},
+    {"dup2", "dup3"},
+    {"pipe", "pipe2"},
+    {"accept", "accept4"},
+    {"getdents", "getdents64"},
+    {"wait4", "waitid"},
+    {"umount", "umount2"},
+    {"mount", "fsopen", "fsmount", "fsconfig", "fspick", "move_mount", "open_tree", "mount_setattr"},
+    {"eventfd", "eventfd2"},
+    {"signalfd", "signalfd4"},
+    {"inotify_init", "inotify_init1"},
+    {"epoll_create", "epoll_create1"},
+    {"epoll_wait", "epoll_pwait", "epoll_pwait2"},
+    {"select", "pselect6", "_newselect"},
+    {"poll", "ppoll"},
+    {"setxattr", "lsetxattr", "fsetxattr"},
+    {"removexattr", "lremovexattr", "fremovexattr"},
+    {"truncate", "ftruncate", "truncate64", "ftruncate64"},
+    {"sendfile", "sendfile64"},
+    {"kexec_load", "kexec_file_load"},
+    {"init_module", "finit_module"},
+    {"process_vm_readv", "process_vm_writev", "ptrace"},
+    {"keyctl", "add_key", "request_key"},
+))
+
+
+def missing_family_members(denied: set[str] | frozenset[str] | tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """(a denied name, its siblings that are not denied) for every incomplete family."""
+    out = []
+    denied_set = set(denied)
+    for fam in SYSCALL_FAMILIES:
+        named = sorted(fam & denied_set)
+        # only siblings a profile could name (known on a checked architecture)
+        rest = sorted(n for n in fam - denied_set if set(CHECKED_ARCHES) & syscall_arches(n))
+        if named and rest:
+            out.append((named[0], rest))
+    return out

@@ -29,10 +29,11 @@ DEFAULT_STATE_DIR = "/run/sandbox"
 @click.option("--root", "runc_root", metavar="DIR", help="runc's state directory (runc --root).")
 @click.option("--audit-log", metavar="PATH", help="Audit log (default: the operator config's, or "
               "/var/log/sandbox/audit.jsonl).")
-@click.option("--verify", "verify_mode", flag_value="record", default=None,
-              help="Inspect the running container's kernel state and record the result.")
-@click.option("--verify-enforce", "verify_mode", flag_value="enforce",
-              help="Like --verify, and kill the container if any control fails.")
+@click.option("--verify", "verify_mode", type=click.Choice(["record", "enforce"]), is_flag=False,
+              flag_value="record", default=None,
+              help="Inspect the container's kernel state before its workload starts and record the result; "
+                   "--verify=enforce also removes the container, unstarted, if any control fails.")
+@click.option("--verify-enforce", "verify_mode", flag_value="enforce", hidden=True)
 @click.option("-u", "--user", metavar="UID[:GID]", help="Run the process as this user (with --rootfs/--demo).")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
 @click.option("-w", "--cwd", default=None, help="Working directory inside the container.")

@@ -147,7 +147,7 @@ def test_refused_bundles_never_start_and_exit_125(e2e, demo_rootfs, audit, tmp_p
 
 def test_verify_passes_under_profile_and_fails_for_plain_runc(e2e, demo_rootfs, audit, runc_root, tmp_path):
     # a compliant container, started by sandbox, verified while it runs
-    res = sandbox("run", "--profile", "strict", "--rootfs", demo_rootfs, "--root", runc_root, "--verify-enforce", "-v",
+    res = sandbox("run", "--profile", "strict", "--rootfs", demo_rootfs, "--root", runc_root, "--verify=enforce", "-v",
                   "--", "sh", "-c", "sleep 1; echo done", audit=audit)
     assert res.returncode == 0, res.stderr
     assert "FAIL" not in res.stderr and "PASS" in res.stderr
@@ -205,3 +205,31 @@ def test_missing_runc_exits_127(e2e, demo_rootfs, audit):
     res = sandbox("run", "--profile", "baseline", "--rootfs", demo_rootfs, "--runc", "/nonexistent/runc", "--", "true",
                   audit=audit)
     assert res.returncode == 127 and "runc" in res.stderr
+
+
+def test_sigterm_is_forwarded_and_everything_is_cleaned_up(e2e, demo_rootfs, audit, runc_root, tmp_path):
+    import signal
+    import time
+
+    state = str(tmp_path / "state")
+    env = {**os.environ, "SANDBOX_STATE_DIR": state}
+    env.pop("SANDBOX_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "--audit-log", audit, "--profile", "strict",
+                             "--rootfs", demo_rootfs, "--root", runc_root, "--name", "sigtest", "--",
+                             "sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 42, err
+    assert "got TERM" in out
+    time.sleep(0.2)
+    listed = subprocess.run(["runc", "--root", runc_root, "list", "-q"], capture_output=True, text=True)
+    assert "sigtest" not in listed.stdout
+    assert not os.path.exists(os.path.join(state, "sigtest"))
+    events = [json.loads(line)["event"] for line in open(audit)]
+    assert events[-2:] == ["exited", "deleted"]

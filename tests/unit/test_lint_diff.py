@@ -54,3 +54,16 @@ def test_diff_flags_each_loosening(tmp_path, body, field):
     p.write_text(f"apiVersion: sandbox/v1\nkind: Profile\nname: new\nextends: strict\n{body}\n")
     changes = diff(loader.load_profile("strict"), loader.load_profile(str(p)))
     assert any(c.direction == "loosen" and c.field == field for c in changes), [str(c) for c in changes]
+
+
+def test_incomplete_deny_family_is_flagged(tmp_path):
+    from sandbox.loader import load_profile_with_warnings
+
+    p = tmp_path / "fam.yaml"
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: fam\nseccomp:\n  deny: [chmod, mkdir, mkdirat]\n")
+    prof, warnings = load_profile_with_warnings(str(p))
+    assert any("'chmod' is denied but fchmod, fchmodat, fchmodat2" in str(w) for w in warnings)
+    assert not any("'mkdir' is denied" in str(w) for w in warnings)
+    assert [f.message for f in lint(prof) if f.rule == "SBX016"] == [
+        "chmod is denied but fchmod, fchmodat, fchmodat2 still reach that operation"]
+    assert not [f for f in lint(loader.load_profile("strict")) if f.rule == "SBX016"]
