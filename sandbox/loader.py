@@ -458,7 +458,8 @@ def _check_seccomp(v: _Validator, d: dict[str, Any], p: Path, base_dir: str) -> 
             _check_syscall_names(v, v.str_list(d[key], (*p, key)), (*p, key))
     if isinstance(d.get("deny"), list):
         for name, rest in tables.missing_family_members(tuple(x for x in d["deny"] if isinstance(x, str))):
-            v.warn((*p, "deny"), f"{name!r} is denied but {', '.join(rest)} also reach that operation and are not denied")
+            v.warn((*p, "deny"),
+                   f"{name!r} is denied but {', '.join(rest)} also reach that operation and are not denied")
 
 
 def _seccomp_action(a: str) -> str | None:
