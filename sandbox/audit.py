@@ -18,15 +18,18 @@ no files; the edge (`AuditLog`, `seal`, `verify_files`, `read_records`) does the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from . import _fastjson as json
+from ._record import record
 from .errors import AuditError, AuditIntegrityError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
 
 DEFAULT_PATH = "/var/log/sandbox/audit.jsonl"
 GENESIS = "0" * 64
@@ -51,23 +54,35 @@ def canonical(obj: Any) -> bytes:
     A lone surrogate (only possible from malformed input) cannot be UTF-8; written as its \\uXXXX
     escape it is still valid JSON that parses back to the same string, so the form stays canonical.
     """
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False)
     return text.encode("utf-8", "backslashreplace")
 
 
 def digest(body: dict[str, Any], key: bytes | None = None) -> str:
     data = canonical(body)
     if key is None:
-        return hashlib.sha256(data).hexdigest()
+        return _sha256(data).hexdigest()
     import hmac  # only HMAC users pay for it
 
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hmac.new(key, data, "sha256").hexdigest()
 
 
 def _plain(value: Any) -> Any:
     # Round-trip payloads through JSON so the record we return is exactly what verify will parse
     # (tuples become lists, int keys strings, odd objects their str()).
     return json.loads(json.dumps(value, default=str))
+
+
+def _sha256(data: bytes) -> Any:
+    # the builtin module is far cheaper to import than hashlib (which loads OpenSSL)
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 def build_records(events: Iterable[dict[str, Any]], *, seq: int, prev: str, ts_ns: int, host: str,
@@ -107,7 +122,7 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
     if not line.endswith(b"\n"):
         return None
     try:
-        rec = json.loads(line)
+        rec = json.loads(line.decode("utf-8"))
     except ValueError:
         return None
     if (not isinstance(rec, dict) or type(rec.get("seq")) is not int or not _is_hex64(rec.get("prev"))
@@ -122,7 +137,7 @@ def _is_hex64(v: Any) -> bool:
 
 # -- pure: verification ---------------------------------------------------------------------------
 
-@dataclass
+@record(frozen=False)
 class VerifyResult:
     ok: bool
     records: int
@@ -158,7 +173,7 @@ def _check_line(line: bytes, key: bytes | None, prev: str | None, seq: int | Non
         return None, ("torn line: no trailing newline (crash or cut tail; "
                       f"run `sandbox audit seal {file or 'PATH'}`)")
     try:
-        rec = json.loads(line)
+        rec = json.loads(line.decode("utf-8"))
     except ValueError as e:
         return None, f"invalid JSON: {e}"
     if not isinstance(rec, dict) or not _is_hex64(rec.get("hash")) or not _is_hex64(rec.get("prev")) \
@@ -540,7 +555,7 @@ def read_records(paths: list[str]) -> Iterator[dict[str, Any]]:
         try:
             for n, line in enumerate(_lines(path), 1):
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line.decode("utf-8"))
                 except ValueError:
                     rec = None
                 if not isinstance(rec, dict) or not line.endswith(b"\n"):

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from .errors import BundleError, Location
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 CONFIG_NAME = "config.json"
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -151,16 +155,17 @@ def read_json_file(path: str, what: str | None = None, *, max_bytes: int = MAX_C
         line, col = _line_col(data, e.start)
         raise BundleError(f"{what} is not valid UTF-8 (byte 0x{data[e.start]:02x})",
                           location=Location(path, line, col)) from None
-    import json
+    from . import _fastjson
 
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except json.JSONDecodeError as e:
-        raise BundleError(f"invalid JSON: {e.msg}", location=Location(path, e.lineno, e.colno)) from None
+        value = _fastjson.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except _DuplicateKey as e:
-        raise BundleError(f"duplicate key {json.dumps(e.key)} (runc would silently use the last one)",
+        raise BundleError(f"duplicate key {_fastjson.dumps(e.key)} (runc would silently use the last one)",
                           location=Location(path)) from None
-    except ValueError as e:  # NaN, Infinity, -Infinity
+    except ValueError as e:  # a syntax error (JSONDecodeError), or NaN, Infinity, -Infinity
+        if hasattr(e, "lineno") and hasattr(e, "msg"):
+            loc = Location(path, e.lineno, getattr(e, "colno", None))
+            raise BundleError(f"invalid JSON: {e.msg}", location=loc) from None
         raise BundleError(f"invalid JSON: {e} is not a JSON number", location=Location(path)) from None
     except RecursionError:
         raise BundleError(f"{what} is nested too deeply", location=Location(path)) from None
@@ -226,11 +231,12 @@ def write_config_atomic(bundle_dir: str, config: dict[str, Any]) -> None:
     file gets mode 0600).  If config.json is a symbolic link, the link is
     replaced by a regular file; the link's target is never written.
     """
-    import json
+    from . import _fastjson
 
     path = os.path.join(bundle_dir, CONFIG_NAME)
     try:
-        data = json.dumps(config, indent=2, allow_nan=False).encode("utf-8") + b"\n"
+        # compact: the indenting encoder is pure Python (and imports re); runc does not care
+        data = _fastjson.dumps(config, allow_nan=False).encode("utf-8") + b"\n"
     except (TypeError, ValueError) as e:
         raise BundleError(f"cannot serialise config: {e}", location=Location(path)) from None
     except RecursionError:
@@ -248,13 +254,12 @@ def write_config_atomic(bundle_dir: str, config: dict[str, Any]) -> None:
 
 
 def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result | None) -> None:
-    import secrets
 
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     tmp = ""
     fd = -1
     for _ in range(16):
-        tmp = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(4))
+        tmp = os.path.join(directory, TEMP_PREFIX + os.urandom(4).hex())
         try:
             fd = os.open(tmp, flags, 0o600)
             break

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from ._record import field, record
 
-Action = Literal["keep", "set", "tighten", "drop", "refuse", "warn"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Action = Literal["keep", "set", "tighten", "drop", "refuse", "warn"]
 ACTIONS: tuple[str, ...] = ("keep", "set", "tighten", "drop", "refuse", "warn")
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     control: str  # capabilities, seccomp, user, mounts, namespaces, resources, devices, sysctls, hooks, ...
     pointer: str  # JSON pointer into config.json (RFC 6901)
@@ -41,7 +44,7 @@ class Decision:
         )
 
 
-@dataclass
+@record
 class Outcome:
     """The result of applying a profile: the hardened config and the decisions in order."""
 

@@ -7,7 +7,7 @@ code it maps to.  The CLI is the only place that turns these into exit codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ._record import record
 
 # Exit codes (documented in docs/cli.md): 0 ok, 1 invalid input or failed
 # check, 2 usage, 3 refused by policy.  `sandbox run` maps pre-start failures
@@ -21,7 +21,7 @@ EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
 
 
-@dataclass(frozen=True)
+@record
 class Location:
     file: str | None = None
     line: int | None = None  # 1-based

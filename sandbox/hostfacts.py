@@ -6,11 +6,14 @@ the transform never stats a file or reads /proc itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from ._record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
-@dataclass(frozen=True)
+@record
 class HostFacts:
     arch: str = "x86_64"  # uname -m
     cgroup_version: str = "v2"  # v1 | v2 | hybrid

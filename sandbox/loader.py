@@ -22,7 +22,6 @@ import posixpath
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from . import tables
@@ -221,22 +220,38 @@ def read_text_file(path: str, what: str = "profile", *, error: type[ProfileError
         raise error(f"cannot read {what} file: {e.strerror}", location=Location(path)) from None
     finally:
         os.close(fd)
+    data = b"".join(chunks)
+    if READS is not None:
+        READS.append((path, data))
     try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise error(f"{what} file is not UTF-8 (byte {e.start})", location=Location(path)) from None
 
 
+# When a list, every file the loader reads is appended as (path, bytes): the
+# profile cache keys its entries on exactly these files and their contents.
+READS: list[tuple[str, bytes]] | None = None
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def package_file(*parts: str) -> str:
+    """A data file shipped in the package (profiles/ is installed as sandbox/profiles/).
+
+    Plain paths rather than importlib.resources: this runs on the hot path, and
+    the package is always installed as files.
+    """
+    installed = os.path.join(_PACKAGE_DIR, *parts)
+    if parts[0] == "profiles" and not os.path.exists(installed):
+        # a source tree that was not installed: profiles/ sits beside sandbox/
+        return os.path.join(os.path.dirname(_PACKAGE_DIR), *parts)
+    return installed
+
+
 def builtin_profile_text(name: str) -> tuple[str, str]:
     """(text, pseudo-path) of a built-in profile shipped in the package."""
-    try:
-        ref: Any = resources.files("sandbox.profiles").joinpath(f"{name}.yaml")
-    except ModuleNotFoundError:
-        # running from a source tree without installing: profiles/ sits beside sandbox/
-        from pathlib import Path as _P
-
-        ref = _P(__file__).resolve().parent.parent / "profiles" / f"{name}.yaml"
-    return ref.read_text(encoding="utf-8"), f"<builtin>/{name}.yaml"
+    return read_text_file(package_file("profiles", f"{name}.yaml")), f"<builtin>/{name}.yaml"
 
 
 def builtin_seccomp_profile() -> dict[str, Any]:
@@ -244,13 +259,17 @@ def builtin_seccomp_profile() -> dict[str, Any]:
 
 
 _RUNTIME_DEFAULT: dict[str, Any] | None = None
+_RUNTIME_DEFAULT_BYTES: list[bytes] = []
 
 
 def _runtime_default() -> dict[str, Any]:
     global _RUNTIME_DEFAULT
     if _RUNTIME_DEFAULT is None:
-        text = resources.files("sandbox.data").joinpath("seccomp/runtime-default.json").read_text("utf-8")
+        text = read_text_file(package_file("data", "seccomp", "runtime-default.json"), "seccomp profile")
         _RUNTIME_DEFAULT = json.loads(text)
+        _RUNTIME_DEFAULT_BYTES.append(text.encode("utf-8"))
+    elif READS is not None:
+        READS.append((package_file("data", "seccomp", "runtime-default.json"), _RUNTIME_DEFAULT_BYTES[0]))
     return _RUNTIME_DEFAULT
 
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
-from typing import Any
 
+from ._record import field, record
 from .errors import ConfigError, Location
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_PATH = "/etc/sandbox/config.yaml"
 ANNOTATION_KEY = "org.sandbox-runtime.profile"
@@ -22,7 +26,7 @@ _KEYS = ("runc", "profile_dirs", "default_profile", "annotation_key", "allowed_p
          "audit_hmac_key_file", "audit_max_bytes", "on_audit_failure", "mode")
 
 
-@dataclass(frozen=True)
+@record
 class OperatorConfig:
     path: str | None = None  # None: no file, defaults
     runc: str | None = None
@@ -60,6 +64,13 @@ def load_operator_config(path: str | None = None) -> OperatorConfig:
             raise ConfigError("operator config file not found (named by SANDBOX_CONFIG)", location=Location(path))
         return OperatorConfig()
     check_trusted_file(path, "operator config")
+    from .cache import load_operator_config as cached
+
+    return cached(path)
+
+
+def parse_operator_config(path: str) -> OperatorConfig:
+    """Read and check the operator config at `path` (the trust checks are the caller's)."""
     from .loader import _parse_yaml, read_text_file
 
     try:

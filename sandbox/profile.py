@@ -6,15 +6,18 @@ asked for, and never lets the bundle keep more than the profile allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from ._record import field, record
 
-Mode = Literal["enforce", "complain"]
-UsernsMode = Literal["required", "optional"]
-PathMatch = Literal["exact", "subtree"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Mode = Literal["enforce", "complain"]
+    UsernsMode = Literal["required", "optional"]
+    PathMatch = Literal["exact", "subtree"]
 
 
-@dataclass(frozen=True)
+@record
 class IdMapping:
     container_id: int
     host_id: int
@@ -24,7 +27,7 @@ class IdMapping:
         return {"containerID": self.container_id, "hostID": self.host_id, "size": self.size}
 
 
-@dataclass(frozen=True)
+@record
 class UserPolicy:
     run_as_non_root: bool = False
     user_namespace: UsernsMode = "optional"
@@ -37,7 +40,7 @@ class UserPolicy:
 DEFAULT_ID_MAPPING = IdMapping(container_id=0, host_id=100000, size=65536)
 
 
-@dataclass(frozen=True)
+@record
 class SeccompPolicy:
     base: str = "runtime-default"  # runtime-default | none | a path to an OCI/Docker seccomp JSON
     base_profile: dict[str, Any] | None = field(default=None, compare=False, hash=False)
@@ -49,7 +52,7 @@ class SeccompPolicy:
     rules: tuple[dict[str, Any], ...] = field(default=(), hash=False)
 
 
-@dataclass(frozen=True)
+@record
 class TmpfsMount:
     path: str
     size: int | None = None  # bytes
@@ -57,13 +60,13 @@ class TmpfsMount:
     mode: int = 0o1777
 
 
-@dataclass(frozen=True)
+@record
 class HostPath:
     path: str
     match: PathMatch = "subtree"
 
 
-@dataclass(frozen=True)
+@record
 class FilesystemPolicy:
     readonly_rootfs: bool = False
     tmpfs: tuple[TmpfsMount, ...] = ()
@@ -76,47 +79,47 @@ class FilesystemPolicy:
     readonly_paths: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class NamespacePolicy:
     required: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Limit:
     max: int | None = None
     default: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ResourcePolicy:
     memory: Limit = Limit()  # bytes
     pids: Limit = Limit()
     cpu: Limit = Limit()  # millicpus (1000 = one CPU)
 
 
-@dataclass(frozen=True)
+@record
 class DevicePolicy:
     allow: tuple[str, ...] = ()  # device paths a bundle may add beyond the standard set
 
 
-@dataclass(frozen=True)
+@record
 class SysctlPolicy:
     allow: tuple[str, ...] = ()  # names, or glob patterns such as "net.ipv4.*"
 
 
-@dataclass(frozen=True)
+@record
 class HookPolicy:
     allow: tuple[str, ...] = ()  # host paths of hook binaries, symlinks resolved
     allow_engine_hooks: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class LsmPolicy:
     apparmor: str | None = None
     selinux: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Profile:
     name: str
     description: str = ""
@@ -140,3 +143,28 @@ class Profile:
     @property
     def rule(self) -> str:
         return f"{self.name} ({self.source})" if self.source else self.name
+
+
+_MODEL: dict[str, type] = {c.__name__: c for c in (
+    IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
+    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, LsmPolicy, Profile)}
+
+
+def to_plain(obj: Any) -> Any:
+    """The profile as plain data (dicts, tuples, scalars) that marshal can store."""
+    names = getattr(obj.__class__, "__record_fields__", None)
+    if names is not None:
+        return {"__model__": obj.__class__.__name__, **{n: to_plain(getattr(obj, n)) for n in names}}
+    if isinstance(obj, tuple):
+        return tuple(to_plain(x) for x in obj)
+    return obj
+
+
+def from_plain(data: Any) -> Any:
+    """Inverse of to_plain."""
+    if isinstance(data, dict) and "__model__" in data:
+        cls = _MODEL[data["__model__"]]
+        return cls(**{k: from_plain(v) for k, v in data.items() if k != "__model__"})
+    if isinstance(data, tuple):
+        return tuple(from_plain(x) for x in data)
+    return data

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from .errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, RuncError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 SHIM_MARKER = b"SANDBOX-RUNC-SHIM"
 _SI_KERNEL = 0x80
@@ -244,13 +246,9 @@ class Runc:
             if "does not exist" not in e.message:
                 raise
 
-    @contextmanager
-    def deleting(self, id: str) -> Iterator[None]:
+    def deleting(self, id: str) -> _Deleting:
         """Context manager: whatever happens inside, `cleanup(id)` runs on the way out."""
-        try:
-            yield
-        finally:
-            self.cleanup(id)
+        return _Deleting(self, id)
 
     # -- calls whose standard streams are the workload's -------------------------------------
     def create(self, id: str, bundle: str, *, pid_file: str | None = None,
@@ -367,3 +365,15 @@ def _read_from(path: str | None, offset: int, limit: int = 64 * 1024) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+class _Deleting:
+    # a class, not contextlib.contextmanager: contextlib is a noticeable import on the hot path
+    def __init__(self, runc: Runc, id: str) -> None:
+        self.runc, self.id = runc, id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.runc.cleanup(self.id)

@@ -8,8 +8,6 @@ and `--flag`, `--flag value` and `--flag=value`, so this does too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 # Global flags: must come before the subcommand, as runc requires.
 GLOBAL_VALUE_FLAGS = frozenset({"log", "log-format", "root", "criu", "rootless"})
 GLOBAL_BOOL_FLAGS = frozenset({"debug", "systemd-cgroup", "help", "h", "version", "v"})
@@ -33,22 +31,26 @@ VALUE_FLAGS: dict[str, frozenset[str]] = {
 HARDENED = frozenset(VALUE_FLAGS)
 
 
-@dataclass
 class Flag:
-    name: str  # without dashes
-    value: str | None  # None for a bool flag given without =value
-    start: int  # index of the flag in argv
-    end: int  # index after its value
+    __slots__ = ("name", "value", "start", "end")
+
+    def __init__(self, name: str, value: str | None, start: int, end: int) -> None:
+        self.name = name  # without dashes
+        self.value = value  # None for a bool flag given without =value
+        self.start = start  # index of the flag in argv
+        self.end = end  # index after its value
 
 
-@dataclass
 class Invocation:
-    argv: list[str]
-    globals: dict[str, str | None] = field(default_factory=dict)
-    subcommand: str | None = None
-    sub_index: int = -1
-    flags: list[Flag] = field(default_factory=list)
-    positionals: list[int] = field(default_factory=list)  # indices into argv
+    __slots__ = ("argv", "globals", "subcommand", "sub_index", "flags", "positionals")
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.globals: dict[str, str | None] = {}
+        self.subcommand: str | None = None
+        self.sub_index = -1
+        self.flags: list[Flag] = []
+        self.positionals: list[int] = []  # indices into argv
 
     def flag(self, *names: str) -> str | None:
         """The last value given for any of `names` (runc keeps the last)."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-from .decisions import Outcome
-from .profile import Profile
+    from .decisions import Outcome
+    from .profile import Profile
+
 
 
 def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
-    from .loader import load_profile
+    from .cache import load_profile
 
-    return load_profile(ref, search_dirs=search_dirs)
+    return load_profile(ref, search_dirs)
 
 
 def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:

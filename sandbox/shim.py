@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
 
 from .errors import EXIT_INVALID, PolicyRefusal, SandboxError
 from .runc_cli import HARDENED, Invocation, parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 
 APPLIED_ANNOTATION_SUFFIX = ".applied"
 
@@ -95,7 +99,7 @@ class _Shim:
 
     def spawn_runc(self, args: list[str]) -> int:
         """Run the real runc as a child (so the outcome can be audited), forwarding signals."""
-        import signal
+        import _signal  # not `signal`: its IntEnum wrappers import enum, too slow for every create
 
         stdin_r = None
         if self.stdin_data is not None:
@@ -119,9 +123,9 @@ class _Shim:
             except ProcessLookupError:
                 pass
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                    signal.SIGWINCH):
-            signal.signal(sig, forward)
+        for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                    _signal.SIGUSR2, _signal.SIGWINCH):
+            _signal.signal(sig, forward)
         while True:
             try:
                 _, status = os.waitpid(pid, 0)
@@ -137,9 +141,8 @@ class _Shim:
     # -- profile selection ----------------------------------------------------------------
     def select_profile(self, config: dict[str, Any]) -> Any:
         """The default profile, or the one an annotation asks for if the operator allows it."""
-        from dataclasses import replace
-
-        from .loader import load_profile
+        from ._record import replace
+        from .cache import load_profile
         from .opconfig import check_trusted_file
 
         op = self.op
@@ -155,7 +158,7 @@ class _Shim:
             ref = requested
         elif isinstance(applied, str) and "@" in applied and not requested:
             ref = applied.split("@", 1)[0]
-        profile = load_profile(ref, search_dirs=op.profile_dirs)
+        profile = load_profile(ref, op.profile_dirs)
         if not profile.source.startswith("<builtin>"):
             from .errors import ProfileError
 
@@ -163,7 +166,7 @@ class _Shim:
         if op.floor and ref != op.default_profile and ref != op.floor:
             from .diff import diff
 
-            looser = [c for c in diff(load_profile(op.floor, search_dirs=op.profile_dirs), profile)
+            looser = [c for c in diff(load_profile(op.floor, op.profile_dirs), profile)
                       if c.direction == "loosen"]
             if looser:
                 raise PolicyRefusal(f"refused by sandbox: profile {profile.name} is looser than the floor "
@@ -174,11 +177,10 @@ class _Shim:
 
     # -- create / run / restore -------------------------------------------------------------
     def harden_bundle(self) -> int:
-        from . import formats
         from .bundle import read_config, write_config_atomic
         from .service import harden
 
-        bundle = self.inv.flag("bundle", "b") or os.getcwd()
+        bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
         config = read_config(bundle)
         self.profile = self.select_profile(config)
         outcome = harden(self.profile, config, bundle)
@@ -187,7 +189,9 @@ class _Shim:
                                                             "subcommand": self.inv.subcommand}}]
                     + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions], bundle)
         if outcome.refused:
-            raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
+            from .formats import refusal_message
+
+            raise PolicyRefusal(refusal_message(self.profile, outcome), profile=self.profile.name)
         new = outcome.config
         if self.profile.mode == "enforce":
             new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = \
@@ -217,9 +221,9 @@ class _Shim:
 
     def _container(self) -> tuple[dict[str, Any], str]:
         """The running container's config.json (as hardened at create) and bundle path."""
-        import json
         import subprocess
 
+        from . import _fastjson as json
         from .bundle import read_config
         from .errors import RuncError
 
@@ -230,7 +234,7 @@ class _Shim:
         if res.returncode != 0:
             # let runc give its own answer (e.g. "container does not exist")
             self.exec_runc(self.inv.argv)
-        state = json.loads(res.stdout)
+        state = json.loads(res.stdout.decode("utf-8", "replace"))
         bundle = state.get("bundle", "")
         return read_config(bundle), bundle
 
@@ -324,11 +328,11 @@ class _Shim:
         decisions: list[Any] = []
         res_file = self.inv.flag("resources", "r")
         if res_file:
-            import json
+            from . import _fastjson as json
 
             raw = sys.stdin.buffer.read() if res_file == "-" else _read_bytes(res_file)
             try:
-                res = json.loads(raw)
+                res = json.loads(raw.decode("utf-8", "replace"))
             except ValueError as e:
                 from .errors import UsageError
 
@@ -357,20 +361,21 @@ def _read_bytes(path: str) -> bytes:
 
 def _write_temp_json(beside: str, data: Any) -> str:
     """Write `data` to a new root-only file beside `beside` and return its path."""
-    import json
-    import tempfile
+    from . import _fastjson
 
     d = os.path.dirname(os.path.abspath(beside))
-    fd, path = tempfile.mkstemp(prefix=".sandbox-", suffix=".json", dir=d)
+    path = os.path.join(d, f".sandbox-{os.urandom(6).hex()}.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
+        f.write(_fastjson.dumps(data))
     return path
 
 
 def write_runc_log(path: str, fmt: str, msg: str) -> None:
     """Append an error line to runc's log file the way runc (logrus) writes it."""
-    import json
     import time
+
+    from . import _fastjson as json
 
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"

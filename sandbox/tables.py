@@ -8,9 +8,7 @@ in a deny list would silently allow the syscall unless we check here.
 
 from __future__ import annotations
 
-import difflib
 import errno as _errno
-from functools import lru_cache
 
 # Kernel capability numbers (include/uapi/linux/capability.h).
 CAPABILITIES: tuple[str, ...] = (
@@ -161,6 +159,8 @@ def known_errnos() -> tuple[str, ...]:
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -> str | None:
+    import difflib
+
     m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return m[0] if m else None
 
@@ -171,16 +171,27 @@ _ARCH_NAMES = ("X86_64", "AARCH64", "X86", "ARM")
 CHECKED_ARCHES: tuple[str, ...] = ("x86_64", "aarch64")  # unknown on one of these: a warning
 
 
-@lru_cache(maxsize=1)
+_ARCHES: dict[str, int] = {}
+_SYSCALL_ARCHES: dict[str, frozenset[str]] = {}
+_KNOWN: list[frozenset[str]] = []
+
+
 def _libseccomp() -> dict[str, int]:
-    import pyseccomp
+    if not _ARCHES:
+        import pyseccomp
 
-    return {name: int(getattr(pyseccomp.Arch, name)) for name in _ARCH_NAMES}
+        _ARCHES.update({name: int(getattr(pyseccomp.Arch, name)) for name in _ARCH_NAMES})
+    return _ARCHES
 
 
-@lru_cache(maxsize=4096)
 def syscall_arches(name: str) -> frozenset[str]:
     """The architectures (of x86_64, aarch64, x86, arm) on which libseccomp knows `name`."""
+    if name not in _SYSCALL_ARCHES:
+        _SYSCALL_ARCHES[name] = _lookup_arches(name)
+    return _SYSCALL_ARCHES[name]
+
+
+def _lookup_arches(name: str) -> frozenset[str]:
     import pyseccomp
 
     out = set()
@@ -194,9 +205,14 @@ def syscall_arches(name: str) -> frozenset[str]:
     return frozenset(out)
 
 
-@lru_cache(maxsize=1)
 def known_syscalls() -> frozenset[str]:
     """Every syscall name libseccomp knows on the checked architectures (for did-you-mean)."""
+    if not _KNOWN:
+        _KNOWN.append(_all_syscalls())
+    return _KNOWN[0]
+
+
+def _all_syscalls() -> frozenset[str]:
     import pyseccomp
 
     names: set[str] = set()

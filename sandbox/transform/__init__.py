@@ -8,14 +8,11 @@ demands, and applying the same profile twice equals applying it once.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+import marshal
 
+from .._record import replace
 from ..decisions import Outcome
 from ..hostfacts import HostFacts
-from ..profile import Profile
 from .context import Context
 from .devices import devices
 from .hooks import hooks
@@ -26,6 +23,14 @@ from .resources import resources
 from .seccomp import seccomp
 from .sysctls import sysctls
 from .user import user
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ..profile import Profile
+
 
 # user before namespaces (it needs to know whether the bundle had a user namespace),
 # capabilities before seccomp (capability-conditional syscalls follow the final set).
@@ -41,9 +46,20 @@ def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = Non
     Unknown fields are kept as they are.  In complain mode the decisions are
     recorded with applied=False and the config is returned unchanged.
     """
-    ctx = Context(profile=profile, config=copy.deepcopy(config), host=host or HostFacts())
+    ctx = Context(profile, _copy(config), host or HostFacts())
     for step in STEPS:
         step(ctx)
     if profile.mode == "complain":
-        return Outcome(config=copy.deepcopy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
+        return Outcome(config=_copy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
     return Outcome(config=ctx.config, decisions=ctx.decisions)
+
+
+def _copy(config: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of JSON data; marshal is an order of magnitude faster than copy.deepcopy."""
+    try:
+        out: dict[str, Any] = marshal.loads(marshal.dumps(config))  # noqa: S302 - our own bytes
+        return out
+    except ValueError:  # not plain JSON data (a test passing tuples, say)
+        import copy
+
+        return copy.deepcopy(config)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from ..decisions import Decision
 
-from ..decisions import Action, Decision
-from ..hostfacts import HostFacts
-from ..profile import Profile
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..decisions import Action
+    from ..hostfacts import HostFacts
+    from ..profile import Profile
 
 
-@dataclass
+
 class Context:
-    profile: Profile
-    config: dict[str, Any]
-    host: HostFacts
-    decisions: list[Decision] = field(default_factory=list)
+    __slots__ = ("profile", "config", "host", "decisions")
+
+    def __init__(self, profile: Profile, config: dict[str, Any], host: HostFacts) -> None:
+        self.profile = profile
+        self.config = config
+        self.host = host
+        self.decisions: list[Decision] = []
 
     def decide(self, control: str, ptr: str, action: Action, before: Any, after: Any, reason: str,
                key: str = "") -> None:
@@ -51,12 +57,24 @@ class Context:
         current distribution) so that an unresolved alias is never a way around
         a forbidden path.
         """
-        import posixpath
-
         if path in self.host.realpaths:
             return self.host.realpaths[path]
-        p = posixpath.normpath("/" + path.lstrip("/"))
+        p = _normpath("/" + path.lstrip("/"))
         for alias, target in (("/var/run", "/run"), ("/var/lock", "/run/lock")):
             if p == alias or p.startswith(alias + "/"):
                 p = target + p[len(alias):]
         return p
+
+
+def _normpath(path: str) -> str:
+    """posixpath.normpath for absolute paths, without importing anything."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import tables
 from ..decisions import pointer
 from .context import Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _DENY_ALL = {"allow": False, "access": "rwm"}
 

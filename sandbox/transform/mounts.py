@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import pointer
 from ..profile import HostPath
 from .context import Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _SYSTEM_TYPES = ("sysfs", "cgroup", "cgroup2")
 _SHARED = {"shared": "slave", "rshared": "rslave"}

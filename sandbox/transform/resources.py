@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import pointer
 from ..profile import Limit
 from .context import Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_CPU_PERIOD = 100_000  # microseconds, as the kernel and runc default
 

@@ -8,11 +8,14 @@ CAP_SYS_ADMIN goes when CAP_SYS_ADMIN goes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import tables
 from ..decisions import pointer
 from .context import Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 Arg = tuple[int, int, int, str]  # index, value, valueTwo, op
 Rule = tuple[str, int | None, tuple[Arg, ...]]  # action, errnoRet, args (ANDed)
@@ -36,10 +39,11 @@ def _permissive(rules: list[Rule]) -> bool:
 def _rule(entry: dict[str, Any]) -> Rule:
     action = entry.get("action", "SCMP_ACT_ERRNO")
     errno = entry.get("errnoRet") if action in _ERRNO_ACTIONS else None
-    args = []
-    for a in entry.get("args") or []:
-        args.append((int(a.get("index", 0)), int(a.get("value", 0)), int(a.get("valueTwo", 0)),
-                     str(a.get("op", "SCMP_CMP_EQ"))))
+    raw = entry.get("args")
+    if not raw:
+        return (action, errno if isinstance(errno, int) else None, ())
+    args = [(int(a.get("index", 0)), int(a.get("value", 0)), int(a.get("valueTwo", 0)),
+             str(a.get("op", "SCMP_CMP_EQ"))) for a in raw]
     return (action, errno if isinstance(errno, int) else None, tuple(sorted(args)))
 
 
@@ -89,8 +93,9 @@ def profile_filter(ctx: Context, caps: set[str]) -> tuple[Rule, Table] | None:
             default = (default[0], pol.default_errno, ())
         for entry in base.get("syscalls") or []:
             if _applies(entry, caps, arch):
+                rule = _rule(entry)
                 for n in _names(entry):
-                    table.setdefault(n, []).append(_rule(entry))
+                    table.setdefault(n, []).append(rule)
     replaced: set[str] = set()
     for entry in pol.rules:
         for n in _names(entry):
@@ -108,6 +113,8 @@ def profile_filter(ctx: Context, caps: set[str]) -> tuple[Rule, Table] | None:
 
 
 def _dedupe(rules: list[Rule]) -> list[Rule]:
+    if len(rules) == 1:
+        return rules
     return sorted(set(rules), key=_rule_key)
 
 
@@ -120,8 +127,9 @@ def bundle_filter(raw: dict[str, Any]) -> tuple[Rule, Table]:
     table: Table = {}
     for entry in raw.get("syscalls") or []:
         if isinstance(entry, dict):
+            rule = _rule(entry)
             for n in _names(entry):
-                table.setdefault(n, []).append(_rule(entry))
+                table.setdefault(n, []).append(rule)
     return default, {n: _dedupe(r) for n, r in table.items()}
 
 
@@ -196,7 +204,7 @@ def seccomp(ctx: Context) -> None:
     for name in sorted(set(ptable) | set(btable)):
         pr = ptable.get(name) or [pdefault]
         br = btable.get(name) or [bdefault]
-        table[name] = intersect(pr, br) or [default]
+        table[name] = pr if pr == br else (intersect(pr, br) or [default])
 
     new: dict[str, Any] = {k: v for k, v in (raw or {}).items()
                            if k not in ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags")}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
-
 from ..decisions import pointer
 from .context import Context
 from .user import _mappings, has_userns
@@ -19,7 +17,7 @@ def sysctls(ctx: Context) -> None:
     allow = ctx.profile.sysctls.allow
     for name in sorted(values):
         ptr = pointer("linux", "sysctl", name)
-        if not any(fnmatch.fnmatchcase(name, pat) for pat in allow):
+        if not any(glob_match(name, pat) for pat in allow):
             ctx.decide("sysctls", ptr, "refuse", values[name], None,
                        f"sysctl {name} is not in the profile's sysctl allow-list", "sysctls.allow")
         else:
@@ -52,3 +50,28 @@ def _fit_ping_range(ctx: Context, values: dict[str, object]) -> None:
     ctx.decide("sysctls", pointer("linux", "sysctl", PING_GROUP_RANGE), "tighten", raw, new,
                "inside the user namespace only the mapped gids exist; the kernel rejects a wider range",
                "user.user_namespace")
+
+
+def glob_match(name: str, pattern: str) -> bool:
+    """Shell-style `*` and `?` matching (fnmatch without importing `re` on the hot path)."""
+    if "*" not in pattern and "?" not in pattern:
+        return name == pattern
+    if "[" in pattern:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(name, pattern)
+    ni = pi = 0
+    star, mark = -1, 0
+    while ni < len(name):
+        if pi < len(pattern) and (pattern[pi] == "?" or pattern[pi] == name[ni]):
+            ni, pi = ni + 1, pi + 1
+        elif pi < len(pattern) and pattern[pi] == "*":
+            star, mark, pi = pi, ni, pi + 1
+        elif star >= 0:
+            pi, mark = star + 1, mark + 1
+            ni = mark
+        else:
+            return False
+    while pi < len(pattern) and pattern[pi] == "*":
+        pi += 1
+    return pi == len(pattern)

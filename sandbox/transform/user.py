@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..decisions import pointer
 from ..profile import DEFAULT_ID_MAPPING, IdMapping
 from .context import Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 def _mappings(raw: Any) -> list[IdMapping] | None:

@@ -96,3 +96,54 @@ def test_shim_module_imports_lazily():
             " if m in sys.modules])")
     out = subprocess.run([sys.executable, "-I", "-c", code, ROOT], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_create_path_with_a_warm_cache_imports_nothing_heavy(tmp_path):
+    """The hot path's import budget: no YAML, typing, dataclasses, re, json, enum or libseccomp."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    b = tmp_path / "bundle"
+    b.mkdir()
+    with open(os.path.join(ROOT, "oci", "runc-spec-1.1.json")) as f:
+        (b / "config.json").write_text(f.read())
+    conf = tmp_path / "config.yaml"
+    conf.write_text(f"runc: /bin/true\ndefault_profile: strict\naudit_log: {tmp_path}/audit.jsonl\n")
+    conf.chmod(0o644)
+    import site
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.extend(sys.argv[3].split(':'))\n"
+            "sys.argv = ['sandbox-runc', 'create', '-b', sys.argv[2], 'c1']\n"
+            "from sandbox.shim import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = ('yaml', 'typing', 'dataclasses', 're', 'json', 'enum', 'inspect', 'pyseccomp', 'click', "
+            "'subprocess', 'hashlib', 'sandbox.loader')\n"
+            "print(code, [m for m in heavy if m in sys.modules])\n")
+    env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(conf), "SANDBOX_CACHE_DIR": str(cache),
+           "SANDBOX_RUNC": "/bin/true"}
+    paths = ":".join(site.getsitepackages())
+    first = subprocess.run([sys.executable, "-I", "-S", "-c", code, ROOT, str(b), paths], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert first.stdout.startswith("0 "), first.stderr  # cold: loads and compiles the profile
+    (b / "config.json").write_text(open(os.path.join(ROOT, "oci", "runc-spec-1.1.json")).read())
+    warm = subprocess.run([sys.executable, "-I", "-S", "-c", code, ROOT, str(b), paths], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert warm.stdout.strip() == "0 []", warm.stdout + warm.stderr
+    hardened = json.loads((b / "config.json").read_text())
+    assert hardened["annotations"]["org.sandbox-runtime.profile.applied"].startswith("strict@")
+
+
+def test_cache_entry_is_not_used_after_the_profile_changes(tmp_path, monkeypatch):
+    from sandbox import cache
+
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "c"))
+    p = tmp_path / "p.yaml"
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: p\nextends: strict\nresources: {pids: {max: 50}}\n")
+    assert cache.load_profile(str(p)).resources.pids.max == 50
+    assert cache.load_profile(str(p)).resources.pids.max == 50  # from the cache
+    assert cache.lookup("profile", repr((str(p), "", []))) is not None
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: p\nextends: strict\nresources: {pids: {max: 60}}\n")
+    assert cache.load_profile(str(p)).resources.pids.max == 60
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(loose))
+    assert cache.cache_dir() is None  # a directory others can read or write is never used
