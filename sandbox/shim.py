@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(EXIT_INVALID)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        shim.remove_temp_files()
     sys.exit(code)
 
 
@@ -54,6 +56,7 @@ class _Shim:
         self.profile: Any = None
         self.audit: Any = None
         self.stdin_data: bytes | None = None
+        self.temp_files: list[str] = []  # rewritten --process/--resources files: removed once runc returns
 
     # -- set-up ---------------------------------------------------------------------
     def load(self) -> None:
@@ -88,6 +91,19 @@ class _Shim:
                               "data": {"reason": msg, "subcommand": self.inv.subcommand}}])
         except SandboxError as ae:
             sys.stderr.write(f"sandbox-runc: {ae}\n")
+
+    def temp_json(self, beside: str, data: Any) -> str:
+        path = _write_temp_json(beside, data)
+        self.temp_files.append(path)
+        return path
+
+    def remove_temp_files(self) -> None:
+        """runc reads --process and --resources files before it starts anything, so once it returns they go."""
+        while self.temp_files:
+            try:
+                os.unlink(self.temp_files.pop())
+            except OSError:
+                pass
 
     def exec_runc(self, args: list[str]) -> NoReturn:
         try:
@@ -269,7 +285,7 @@ class _Shim:
             new_proc = out.config["process"]
             if proc_file:
                 if new_proc != proc:
-                    argv = self._replace_flag_value(argv, ("process", "p"), _write_temp_json(proc_file, new_proc))
+                    argv = self._replace_flag_value(argv, ("process", "p"), self.temp_json(proc_file, new_proc))
             else:
                 argv = self._rewrite_exec_flags(argv, new_proc)
         return self.spawn_runc(argv)
@@ -340,8 +356,8 @@ class _Shim:
             new, decisions = clamp_resources(self.profile, res)
             if res_file == "-":
                 self.stdin_data = raw if new == res else json.dumps(new).encode()
-            elif new != res:
-                argv = self._replace_flag_value(argv, ("resources", "r"), _write_temp_json(res_file, new))
+            elif new != res and self.profile.mode == "enforce":
+                argv = self._replace_flag_value(argv, ("resources", "r"), self.temp_json(res_file, new))
         argv, flag_decisions = clamp_flags(self.profile, self.inv, argv)
         decisions += flag_decisions
         if decisions:

@@ -52,8 +52,13 @@ def resources(ctx: Context) -> None:
         _apply(ctx, mem, "limit", before, value, why, pointer("linux", "resources", "memory", "limit"),
                "resources.memory")
         swap = _int(mem.get("swap"))
-        if value is not None and swap is not None and 0 < swap < value:
-            mem["swap"] = value  # runc refuses memory+swap below memory
+        if value is not None and swap is not None and swap != 0 and pol.memory.max is not None and \
+                (swap < 0 or swap > pol.memory.max or swap < value):
+            # memory+swap unlimited or above the maximum would be a way around it (runc update is
+            # clamped the same way); below the memory limit runc refuses it
+            mem["swap"] = value
+            ctx.decide("resources", pointer("linux", "resources", "memory", "swap"), "tighten", swap, value,
+                       "memory+swap may not exceed the profile's memory maximum", "resources.memory")
 
     if pol.pids != Limit():
         pids = _node(res, "pids")

@@ -1,0 +1,295 @@
+"""sandbox-runc as a Docker runtime (`dockerd --add-runtime`, via daemon.json `runtimes`).
+
+One private dockerd per module (vfs, cgroupfs, no iptables, no bridge; data root, exec
+root, socket and TMPDIR under /tmp/sbx-dckr-*, on a private containerd) with three sandbox
+runtimes: `sandbox` (operator default profile baseline), `sandbox-capped` (`capped`:
+baseline plus memory and pids maximums) and `sandbox-restricted` (`restricted-here`:
+restricted, allowing this daemon's own containers directory).  The demo rootfs is loaded
+with `docker import`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import e2e_unavailable
+from tests.e2e.daemons import Dockerd, logging_runtime, read_argv_log, rootfs_tar_bytes
+from tests.e2e.engines import operator_config, require_tool, shim_path, status_caps
+
+pytestmark = pytest.mark.e2e
+
+IMAGE = "sandbox-demo:test"
+STATUS = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp|Uid):' /proc/self/status"
+# Docker's default capability set; baseline allows exactly these
+DOCKER_DEFAULT_CAPS = {"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+                       "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID",
+                       "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"}
+MiB = 1024 * 1024
+CAPPED_PROFILE = """\
+apiVersion: sandbox/v1
+kind: Profile
+name: capped
+extends: baseline
+resources:
+  memory: {max: 256Mi}
+  pids: {max: 100}
+"""
+
+RESTRICTED_HERE = """\
+apiVersion: sandbox/v1
+kind: Profile
+name: restricted-here
+extends: restricted
+filesystem:
+  allowed_host_paths: [{containers}]
+"""
+
+
+class _Engine:
+    def __init__(self, daemon, audit, argv_log):
+        self.daemon = daemon
+        self.audit = audit
+        self.argv_log = argv_log
+
+    def docker(self, *args, timeout=90, input=None):
+        return self.daemon.docker(*args, timeout=timeout, input=input)
+
+    def records(self, cid=None):
+        try:
+            with open(self.audit) as f:
+                recs = [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []
+        return [r for r in recs if cid is None or r["container_id"] == cid]
+
+    def run_detached(self, *opts, runtime="sandbox", cmd=("sleep", "60")):
+        res = self.docker("run", "-d", *(("--runtime", runtime) if runtime else ()), "--network", "none", *opts,
+                          IMAGE, *cmd)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    def remove(self, cid):
+        self.docker("rm", "-f", cid, timeout=60)
+
+
+def _profile_config(work, conf, name, default_profile, profile_text, profiles):
+    """An operator config like `conf` (same runc and audit log) whose default is a profile file of ours."""
+    (profiles / f"{default_profile}.yaml").write_text(profile_text)
+    os.chmod(profiles / f"{default_profile}.yaml", 0o644)
+    path = work / f"sandbox-config-{name}.yaml"
+    with open(conf["path"]) as f:
+        text = f.read()
+    path.write_text(text.replace("default_profile: baseline", f"default_profile: {default_profile}")
+                    + f"profile_dirs: [{profiles}]\n")
+    os.chmod(path, 0o644)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
+    _, reason = _e2e_state
+    if reason:
+        e2e_unavailable(reason)
+    require_tool("dockerd")
+    require_tool("docker")
+    work = tmp_path_factory.mktemp("docker")
+    conf = operator_config(work, allowed_profiles=["restricted", "strict"])
+    profiles = work / "profiles"
+    profiles.mkdir()
+    argv_log = str(work / "runtime-argv.log")
+    daemon = Dockerd({})
+    try:
+        # restricted forbids every host path but the engines' usual ones (/var/lib/docker/containers);
+        # this daemon keeps its containers' hosts, hostname and resolv.conf under its own data root
+        restricted_here = RESTRICTED_HERE.format(containers=os.path.join(daemon.data_root, "containers"))
+        configs = {"sandbox": conf["path"],
+                   "sandbox-capped": _profile_config(work, conf, "capped", "capped", CAPPED_PROFILE, profiles),
+                   "sandbox-restricted": _profile_config(work, conf, "restricted", "restricted-here",
+                                                         restricted_here, profiles)}
+        for name, config in configs.items():
+            daemon.runtimes[name] = logging_runtime(str(work / f"rt-{name}"), config, shim_path(), argv_log)
+        daemon.start()
+        res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
+        assert res.returncode == 0, res.stderr.decode(errors="replace")
+        yield _Engine(daemon, conf["audit"], argv_log)
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def docker(e2e, dockerd):
+    return dockerd
+
+
+def _decisions(records):
+    return [r["decision"] for r in records if r["event"] == "decision"]
+
+
+def test_docker_run_gets_the_default_profile_and_its_hook_through(docker, tmp_path):
+    cidfile = tmp_path / "cid"
+    # more than the profile allows: CAP_SYS_ADMIN, no seccomp filter (Docker sets no_new_privileges off)
+    res = docker.docker("run", "--rm", "--runtime", "sandbox", "--network", "none", "--cidfile", str(cidfile),
+                        "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", IMAGE, "sh", "-c", STATUS)
+    # the run succeeding at all means Docker's libnetwork-setkey prestart hook was let through
+    assert res.returncode == 0, res.stderr
+    caps = status_caps(res.stdout)
+    assert caps["NoNewPrivs"] == "1" and caps["Seccomp"] == "2"
+    assert caps["CapBnd_names"] <= DOCKER_DEFAULT_CAPS and caps["CapEff_names"] <= DOCKER_DEFAULT_CAPS
+    assert "CAP_SYS_ADMIN" not in caps["CapBnd_names"]
+    cid = cidfile.read_text().strip()
+    assert len(cid) == 64
+    records = docker.records(cid)
+    decisions = _decisions(records)
+    assert all(r["profile"] == "baseline" for r in records if r["event"] == "decision")
+    hooks = [d for d in decisions if d["control"] == "hooks"]
+    assert hooks and all(d["action"] == "keep" and "libnetwork-setkey" in d["reason"] for d in hooks)
+    assert any(d["control"] == "capabilities" and d["action"] == "drop" and "CAP_SYS_ADMIN" in json.dumps(d)
+               for d in decisions)
+    assert any(d["control"] == "seccomp" and d["action"] == "set" for d in decisions)
+    # Docker reaches runc through its own containerd's runc shim: --root, --log JSON, then create
+    create = [a for a in read_argv_log(docker.argv_log) if "create" in a and a[-1] == cid]
+    assert len(create) == 1
+    assert create[0][0] == "--root" and create[0][2:7] == ["--log", create[0][3], "--log-format", "json", "create"]
+    assert create[0][3].endswith(f"/{cid}/log.json")
+
+
+def _bounding_set_is_complete():
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    with open("/proc/self/status") as f:
+        bnd = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return bnd == (1 << (last + 1)) - 1
+
+
+def test_docker_exec_privileged_is_held_to_the_profile(docker):
+    cid = docker.run_detached()
+    try:
+        res = docker.docker("exec", "--privileged", cid, "sh", "-c", STATUS)
+        assert res.returncode == 0, res.stderr
+        caps = status_caps(res.stdout)
+        assert caps["CapBnd_names"] <= DOCKER_DEFAULT_CAPS and caps["CapEff_names"] <= DOCKER_DEFAULT_CAPS
+        assert not {"CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"} & caps["CapBnd_names"]
+        assert caps["NoNewPrivs"] == "1" and caps["Seccomp"] == "2"
+    finally:
+        docker.remove(cid)
+    exec_decisions = [d for d in _decisions(docker.records(cid)) if d.get("subcommand") == "exec"]
+    assert any(d["control"] == "capabilities" and d["action"] == "drop" and "CAP_SYS_ADMIN" in json.dumps(d)
+               for d in exec_decisions)
+    if not _bounding_set_is_complete():
+        # the contrast: plain runc cannot hand every capability to the process here
+        plain = docker.run_detached(runtime=None)
+        try:
+            res = docker.docker("exec", "--privileged", plain, "true")
+            # docker 20.10's CLI prints an exec's runtime error on stdout, with exit 126
+            assert res.returncode == 126 and "unable to apply caps" in res.stdout + res.stderr, res
+        finally:
+            docker.remove(plain)
+
+
+def test_docker_exec_leaves_no_temporary_files(docker):
+    """KNOWN SHIM BUG: sandbox-runc's exec path writes the hardened process to a new
+    `.sandbox-*.json` beside the `runc-process*` file of containerd's runc shim (in the engine's
+    TMPDIR) and never removes it: one root-only file left per `docker exec`.  Fix: unlink it
+    after runc returns (see the report / sandbox/shim.py _Shim.harden_exec)."""
+    cid = docker.run_detached()
+    tmpdir = docker.daemon.tmp
+    before = set(os.listdir(tmpdir))
+    try:
+        res = docker.docker("exec", "--privileged", cid, "true")
+        assert res.returncode == 0, res.stderr
+    finally:
+        docker.remove(cid)
+    left = sorted(n for n in set(os.listdir(tmpdir)) - before if n.startswith(".sandbox-"))
+    assert left == [], f"sandbox-runc exec left its rewritten process file(s) behind in {tmpdir}: {left}"
+
+
+def test_forbidden_bind_mount_refused_with_reason_shown_by_docker(docker, tmp_path):
+    cidfile = tmp_path / "cid"
+    res = docker.docker("run", "--rm", "--runtime", "sandbox", "--network", "none", "--cidfile", str(cidfile),
+                        "-v", "/var/run:/hostrun", IMAGE, "ls", "/hostrun")
+    assert res.returncode == 125
+    assert "refused by sandbox profile baseline" in res.stderr and "/var/run" in res.stderr, res.stderr
+    cid = cidfile.read_text().strip()
+    assert [r["event"] for r in docker.records(cid)][-1] == "refused"
+    assert cid[:12] not in docker.docker("ps", "-aq").stdout.split()
+
+
+def test_restricted_profile_holds_docker_exec_and_refuses_a_root_one(docker):
+    cid = docker.run_detached("--user", "1000:1000", runtime="sandbox-restricted")
+    try:
+        res = docker.docker("exec", "--privileged", cid, "sh", "-c", STATUS)
+        assert res.returncode == 0, res.stdout + res.stderr
+        caps = status_caps(res.stdout)
+        assert caps["Uid"] == "1000" and caps["CapEff_names"] == set()
+        assert caps["CapBnd_names"] <= {"CAP_NET_BIND_SERVICE"} and caps["NoNewPrivs"] == "1"
+        res = docker.docker("exec", "--user", "0", cid, "id")
+        # the refusal reaches the person through runc's --log file; docker exec prints it on stdout
+        assert res.returncode == 126
+        out = res.stdout + res.stderr
+        assert "OCI runtime exec failed: refused by sandbox profile restricted-here" in out and "uid 0" in out, out
+    finally:
+        docker.remove(cid)
+    records = docker.records(cid)
+    assert {r["profile"] for r in records if r["event"] == "decision"} == {"restricted-here"}
+    assert any(r["event"] == "refused" and r["data"]["subcommand"] == "exec" for r in records)
+
+
+def _cgroup_file(pid, controller, v1_name, v2_name):
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    for _, ctrls, path in lines:
+        if controller in ctrls.split(","):
+            return f"/sys/fs/cgroup/{ctrls}{path}/{v1_name}"
+    unified = next(path for hid, ctrls, path in lines if hid == "0" and ctrls == "")
+    return f"/sys/fs/cgroup{unified}/{v2_name}"
+
+
+def _read_limit(path):
+    with open(path) as f:
+        v = f.read().strip()
+    return None if v == "max" else int(v)
+
+
+def test_docker_update_is_clamped_to_the_profile(docker):
+    cid = docker.run_detached(runtime="sandbox-capped")
+    try:
+        pid = int(docker.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip())
+        memory = _cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max")
+        pids = _cgroup_file(pid, "pids", "pids.max", "pids.max")
+        cpu = _cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight")
+        assert f"{docker.daemon.cgroup_parent}/{cid}/" in memory  # dockerd --cgroup-parent: removed at stop
+        # nothing asked at create: the profile's maximums apply
+        assert _read_limit(memory) == 256 * MiB and _read_limit(pids) == 100
+
+        res = docker.docker("update", "--memory", "1g", "--memory-swap", "2g", "--pids-limit", "500", cid)
+        assert res.returncode == 0, res.stderr
+        assert _read_limit(memory) == 256 * MiB  # clamped (Docker's own inspect says 1g)
+        assert _read_limit(pids) == 100
+
+        res = docker.docker("update", "--memory", "128m", "--memory-swap", "192m", "--cpu-shares", "512", cid)
+        assert res.returncode == 0, res.stderr
+        assert _read_limit(memory) == 128 * MiB  # within the profile: passed through
+        if cpu.endswith("cpu.shares"):
+            assert _read_limit(cpu) == 512
+    finally:
+        docker.remove(cid)
+    updates = [a for a in read_argv_log(docker.argv_log) if "update" in a and a[-1] == cid]
+    # Docker sends the new resources as JSON on stdin
+    assert len(updates) == 2 and all(a[a.index("update") + 1:] == ["--resources", "-", cid] for a in updates)
+    clamped = [d for d in _decisions(docker.records(cid)) if d.get("subcommand") == "update"]
+    assert {d["control"] for d in clamped if d["action"] == "tighten"} >= {"resources"}
+    assert {r["profile"] for r in docker.records(cid) if r["event"] == "decision"} == {"capped"}
+
+
+def test_audit_log_verifies(docker):
+    cid = docker.run_detached(cmd=("true",))
+    docker.docker("wait", cid)
+    docker.remove(cid)
+    events = [r["event"] for r in docker.records(cid)]
+    assert events[0] == "profile_resolved" and "decision" in events and "created" in events
+    ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", docker.audit], capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
