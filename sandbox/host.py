@@ -96,7 +96,15 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None) -
         host_namespaces=host_ns,
         missing_in_rootfs=frozenset(missing),
         rootfs_owner_uid=owner,
+        swap_limit=swap_accounting(),
     )
+
+
+def swap_accounting(root: str = "/sys/fs/cgroup") -> bool:
+    """Whether the memory cgroup can bound swap (runc refuses a swap limit where it cannot)."""
+    if cgroup_version(root) == "v2":
+        return True  # memory.swap.max exists wherever the kernel has swap support
+    return os.path.exists(os.path.join(root, "memory", "memory.memsw.limit_in_bytes"))
 
 
 def _real_binary(path: str) -> str:

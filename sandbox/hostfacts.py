@@ -26,3 +26,5 @@ class HostFacts:
     # Mount destinations (and hook-required paths) that do not exist in the rootfs.
     missing_in_rootfs: frozenset[str] = frozenset()
     rootfs_owner_uid: int | None = None
+    # the memory cgroup can limit swap (v1 memory.memsw.*, v2 memory.swap.max)
+    swap_limit: bool = True

@@ -51,14 +51,7 @@ def resources(ctx: Context) -> None:
         value, why = _effective(before, pol.memory)
         _apply(ctx, mem, "limit", before, value, why, pointer("linux", "resources", "memory", "limit"),
                "resources.memory")
-        swap = _int(mem.get("swap"))
-        if value is not None and swap is not None and swap != 0 and pol.memory.max is not None and \
-                (swap < 0 or swap > pol.memory.max or swap < value):
-            # memory+swap unlimited or above the maximum would be a way around it (runc update is
-            # clamped the same way); below the memory limit runc refuses it
-            mem["swap"] = value
-            ctx.decide("resources", pointer("linux", "resources", "memory", "swap"), "tighten", swap, value,
-                       "memory+swap may not exceed the profile's memory maximum", "resources.memory")
+        _swap(ctx, mem, value)
 
     if pol.pids != Limit():
         pids = _node(res, "pids")
@@ -83,6 +76,25 @@ def resources(ctx: Context) -> None:
         else:
             ctx.decide("resources", pointer("linux", "resources", "cpu", "quota"), "keep", quota, quota,
                        "within the profile's maximum", "resources.cpu")
+
+
+def _swap(ctx: Context, mem: dict[str, Any], limit: int | None) -> None:
+    """Bound memory+swap by the memory limit: when it is absent runc leaves it unlimited, and a container
+    could then use the host's swap far beyond its limit (runc update is clamped the same way)."""
+    bound = ctx.profile.resources.memory.max if ctx.profile.resources.memory.max is not None else limit
+    swap = _int(mem.get("swap"))
+    if limit is None or limit <= 0 or bound is None:
+        return
+    if not (swap is None or swap <= 0 or swap > bound or swap < limit):
+        return
+    ptr = pointer("linux", "resources", "memory", "swap")
+    if not ctx.host.swap_limit:
+        ctx.decide("resources", ptr, "warn", swap, swap, "this host has no swap accounting in its memory "
+                   "cgroup: swap use cannot be bounded", "resources.memory")
+        return
+    mem["swap"] = limit
+    ctx.decide("resources", ptr, "set" if swap is None else "tighten", swap, limit,
+               "memory+swap may not exceed the memory limit", "resources.memory")
 
 
 def _apply(ctx: Context, node: dict[str, Any], key: str, before: int | None, value: int | None, why: str,
