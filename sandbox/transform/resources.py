@@ -45,20 +45,16 @@ def resources(ctx: Context) -> None:
         return
     res = ctx.section("linux", "resources")
 
-    if pol.memory != Limit():
-        mem = _node(res, "memory")
-        before = _int(mem.get("limit"))
-        value, why = _effective(before, pol.memory)
-        _apply(ctx, mem, "limit", before, value, why, pointer("linux", "resources", "memory", "limit"),
-               "resources.memory")
-        _swap(ctx, mem, value)
-
-    if pol.pids != Limit():
-        pids = _node(res, "pids")
-        before = _int(pids.get("limit"))
-        value, why = _effective(before, pol.pids)
-        _apply(ctx, pids, "limit", before, value, why, pointer("linux", "resources", "pids", "limit"),
-               "resources.pids")
+    for key, lim in (("memory", pol.memory), ("pids", pol.pids)):
+        if lim == Limit():
+            continue
+        node = _node(res, key)
+        before = _int(node.get("limit"))
+        value, why = _effective(before, lim)
+        _apply(ctx, node, "limit", before, value, why, pointer("linux", "resources", key, "limit"),
+               f"resources.{key}")
+        if key == "memory":
+            _swap(ctx, node, value)
 
     if pol.cpu != Limit():
         cpu = _node(res, "cpu")
