@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .opconfig import OperatorConfig
     from .profile import Profile
 
-FORMAT = 1
+FORMAT = 2
 DEFAULT_DIR = "/var/cache/sandbox/compiled"
 
 
@@ -41,7 +41,7 @@ def _sha256(data: bytes) -> str:
 
 def cache_dir() -> str | None:
     """The cache directory if it is safe to use (created on first use), else None."""
-    path = os.environ.get("SANDBOX_CACHE_DIR") or (DEFAULT_DIR if os.geteuid() == 0 else "")
+    path = os.environ.get("SANDBOX_CACHE_DIR") or (DEFAULT_DIR if os.geteuid() == 0 else _user_dir())
     if not path or path == "off":
         return None
     try:
@@ -59,6 +59,34 @@ def cache_dir() -> str | None:
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         return None
     return path
+
+
+def _user_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sandbox", "compiled") if base.startswith("/") else ""
+
+
+def _fingerprint(path: str) -> tuple[int, ...] | None:
+    """Identity of a file as it is now: changing its bytes changes ctime, which only root can forge."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _stable_fingerprint(path: str, data: bytes) -> tuple[int, ...] | None:
+    """A fingerprint to trust later, or None (then the bytes are hashed on every use).
+
+    File times tick coarsely, so a file changed within the last seconds could change
+    again without its fingerprint changing (git's "racy" files): those get none.
+    """
+    import time
+
+    fp = _fingerprint(path)
+    if fp is None or time.time_ns() - fp[4] < 3_000_000_000 or _read(path) != data:
+        return None
+    return fp
 
 
 def _read(path: str) -> bytes | None:
@@ -99,7 +127,9 @@ def lookup(kind: str, key: str) -> Any:
         entry = marshal.loads(raw)  # noqa: S302 - written by us, in a directory only we can write
         if entry["format"] != (FORMAT, sys.hexversion) or entry["key"] != key:
             return None
-        for path, digest in entry["deps"]:
+        for path, digest, fingerprint in entry["deps"]:
+            if _fingerprint(path) == fingerprint:
+                continue  # unchanged since the entry was written, when its bytes hashed to `digest`
             data = _read(path)
             if data is None or _sha256(data) != digest:
                 return None
@@ -113,8 +143,9 @@ def store(kind: str, key: str, value: Any, deps: list[tuple[str, bytes]]) -> Non
     directory = cache_dir()
     if directory is None:
         return
+    files = {p: d for p, d in deps}
     entry = {"format": (FORMAT, sys.hexversion), "key": key, "value": value,
-             "deps": sorted({(p, _sha256(d)) for p, d in deps})}
+             "deps": sorted((p, _sha256(d), _stable_fingerprint(p, d)) for p, d in files.items())}
     path = _entry_path(directory, kind, key)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -1,0 +1,1464 @@
+#!/usr/bin/env python3
+"""Benchmark sandbox-runc against plain runc, side by side, and check the performance budgets.
+
+Run as root after scripts/setup.sh, with the interpreter of the environment sandbox is
+installed in (sandbox-runc and sandbox are looked up beside it, then on PATH):
+
+    .venv/bin/python scripts/bench.py [--runs N] [--json FILE] [--quick] [--analyse]
+
+Every comparison is measured in one process, interleaved: in round r the variants run
+in an order rotated by r (A B, B A, A B, ... for a pair), so a machine that drifts
+(thermal, page cache, a neighbour) does not bias a ratio.  A warm-up round (or more) is
+thrown away, then the median of --runs rounds is reported.  Each subprocess is timed
+with perf_counter_ns around subprocess.run (stdio on /dev/null); a command that fails
+aborts its section, so a failure can never be counted as a fast run.
+
+Sections (--only picks some): lifecycle (`run`, `create`/`start`/`delete` and the
+`python3 -I -S -c pass` floor), passthrough (`state`, `kill ID 0`), engine (podman),
+transform (in-process profile application and profile loading), syscall (cost of cheap
+syscalls inside containers under no seccomp, baseline and strict, timed and, exactly, as the
+number of BPF instructions the loaded filter runs for them), memory (peak RSS).  --analyse
+adds where the time of `sandbox-runc create` goes: per-phase timings in fresh interpreters
+started as the dispatcher starts them, `-X importtime`, and a cProfile.
+
+The tools measured are the ones beside this interpreter: run it with the environment whose
+sandbox-runc you want to measure.  An editable install cannot take the dispatcher's fast
+`python -I -S` path, so measure a regular one (scripts/setup.sh) for production numbers.
+
+Plain runc always gets the already-hardened bundle (`sandbox apply --profile strict`), so
+the difference is the wrapper alone; the shim is idempotent on such a bundle.  Containers
+get unique ids and a private `runc --root`; everything is deleted (`delete -f`) and the
+temporary directory removed on the way out, also on errors, Ctrl-C and SIGTERM.
+
+Exit status: 0 measured (budgets may be missed: see the table; --fail-on-miss makes a
+miss exit 3), 1 a section failed, 2 usage (e.g. not root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import operator
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# --- budgets (issue "Performance") ----------------------------------------------------------------
+
+PASSTHROUGH_MAX_RATIO = 1.20  # sandbox-runc state/kill/start/delete vs runc
+ADDED_MAX_FLOORS = 2.5  # create/run: time added over runc, in `python3 -I -S -c pass` floors
+ENGINE_MAX_RATIO = 1.10  # podman run with sandbox-runc vs with runc
+TRANSFORM_MAX_P50_MS = 2.0  # transform.apply(strict) p50, in-process
+RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
+
+SECTIONS = ("lifecycle", "passthrough", "engine", "transform", "syscall", "memory")
+PROFILES = ("baseline", "restricted", "strict")
+
+PASS, MISS, INFO, SKIP, ERROR = "PASS", "MISS", "info", "SKIP", "ERROR"
+
+
+# --- pure helpers (unit-tested in tests/unit/test_bench_script.py) -------------------------------
+
+def median(values: Iterable[float]) -> float:
+    """The median; the mean of the two middle values for an even count."""
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("median of no values")
+    mid = len(xs) // 2
+    return float(xs[mid]) if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """The p-th percentile (0..100), linear interpolation between closest ranks (numpy's default)."""
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("percentile of no values")
+    if not 0 <= p <= 100:
+        raise ValueError("p must be within 0..100")
+    k = (len(xs) - 1) * p / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return float(xs[lo]) + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """value / reference, or None when either is missing or the reference is not positive."""
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def rotated(items: Sequence[Any], round_index: int) -> list[Any]:
+    """`items` rotated left by round_index: each item takes every position equally often."""
+    if not items:
+        return []
+    k = round_index % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def fmt_num(value: float | None, digits: int = 2) -> str:
+    """A number for the table: `digits` significant decimals, thousands separated; "—" for None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:,.1f}"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_delta(value: float | None) -> str:
+    """A signed difference: "+1.23", "−0.50" (a real minus sign), "—" for None."""
+    if value is None:
+        return "—"
+    return ("+" if value >= 0 else "−") + fmt_num(abs(value))
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def md_escape(cell: str) -> str:
+    return cell.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 align: Sequence[str] | None = None) -> str:
+    """A Markdown table with padded columns; align is one of "l"/"r" per column (default left)."""
+    align = list(align or ["l"] * len(headers))
+    if len(align) != len(headers) or any(len(r) != len(headers) for r in rows):
+        raise ValueError("every row and the alignment must have one entry per header")
+    cells = [[md_escape(str(c)) for c in headers]] + [[md_escape(str(c)) for c in r] for r in rows]
+    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align)) + " |"
+
+    rule = "| " + " | ".join(("-" * (w - 1) + ":") if a == "r" else "-" * w for w, a in zip(widths, align)) + " |"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def verdict_ratio(runc: float | None, sandbox: float | None, limit: float) -> tuple[str, str]:
+    """PASS when sandbox <= limit × runc."""
+    r = ratio(sandbox, runc)
+    if r is None:
+        return ERROR, "no measurement"
+    if r <= limit:
+        return PASS, f"{r:.2f}× ≤ {limit:.2f}×"
+    return MISS, f"{r:.2f}× > {limit:.2f}× (over by {(r - limit) * 100:.0f} points)"
+
+
+def verdict_added(runc: float | None, sandbox: float | None, floor: float | None,
+                  factor: float = ADDED_MAX_FLOORS, unit: str = "ms") -> tuple[str, str]:
+    """PASS when the time sandbox adds over runc is at most `factor` floors."""
+    if runc is None or sandbox is None or floor is None or floor <= 0:
+        return ERROR, "no measurement"
+    added, allowed = sandbox - runc, factor * floor
+    text = f"{fmt_delta(added)} {unit} = {added / floor:.2f} floors"
+    if added <= allowed:
+        return PASS, f"{text} ≤ {factor:g}"
+    return MISS, f"{text} > {factor:g} (over by {fmt_num(added - allowed)} {unit})"
+
+
+def verdict_not_above(reference: float | None, value: float | None, noise: float = 0.0,
+                      unit: str = "") -> tuple[str, str]:
+    """PASS when value <= reference, or above it by no more than `noise` (the runs' own spread)."""
+    if reference is None or value is None:
+        return ERROR, "no measurement"
+    u = f" {unit}" if unit else ""
+    diff = value - reference
+    if diff <= 0:
+        return PASS, f"{fmt_num(value)} ≤ {fmt_num(reference)}{u}"
+    if diff <= noise:
+        return PASS, f"+{fmt_num(diff)}{u}, within the noise (±{fmt_num(noise)}{u})"
+    return MISS, (f"+{fmt_num(diff)}{u} ({fmt_num(value)} > {fmt_num(reference)}), "
+                  f"beyond the noise (±{fmt_num(noise)}{u})")
+
+
+def verdict_max(value: float | None, limit: float, unit: str) -> tuple[str, str]:
+    """PASS when value <= limit."""
+    if value is None:
+        return ERROR, "no measurement"
+    if value <= limit:
+        return PASS, f"{fmt_num(value)} ≤ {fmt_num(limit)} {unit}"
+    return MISS, f"{fmt_num(value)} > {fmt_num(limit)} {unit} (over by {fmt_num(value - limit)} {unit})"
+
+
+@dataclass
+class Row:
+    metric: str
+    unit: str
+    runc: float | None = None
+    sandbox: float | None = None
+    budget: str = "—"
+    verdict: str = INFO
+    detail: str = ""  # the measured numbers behind the verdict
+    section: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return ratio(self.sandbox, self.runc)
+
+
+TABLE_HEADERS = ("metric", "runc", "sandbox", "ratio", "budget", "verdict")
+
+
+def table_rows(rows: Sequence[Row]) -> list[list[str]]:
+    out = []
+    for r in rows:
+        unit = f" {r.unit}" if r.unit else ""
+        verdict = f"{r.verdict}: {r.detail}" if r.detail and r.verdict in (PASS, MISS, SKIP, ERROR) else \
+            (r.detail or r.verdict)
+        out.append([r.metric, fmt_num(r.runc) + unit if r.runc is not None else "—",
+                    fmt_num(r.sandbox) + unit if r.sandbox is not None else "—",
+                    fmt_ratio(r.ratio), r.budget, verdict])
+    return out
+
+
+def render(rows: Sequence[Row]) -> str:
+    return format_table(TABLE_HEADERS, table_rows(rows), align=("l", "r", "r", "r", "l", "l"))
+
+
+def parse_importtime(stderr: str) -> dict[str, Any]:
+    """`python -X importtime` output -> total self time and the top-level imports' cumulative times (µs)."""
+    total = 0
+    top: dict[str, int] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line[len("import time:"):].split("|")
+        if len(parts) != 3:
+            continue
+        try:
+            self_us, cum_us = int(parts[0]), int(parts[1])
+        except ValueError:
+            continue  # the header line
+        name = parts[2].rstrip()
+        total += self_us
+        stripped = name.lstrip()
+        if len(name) - len(stripped) <= 1:  # top level: imported by the script itself
+            top[stripped] = top.get(stripped, 0) + cum_us
+    return {"total_us": total, "top_level_us": top}
+
+
+def parse_syscall_output(text: str) -> dict[str, float]:
+    """Lines "NAME NS_PER_CALL" (and "NAME.mean NS_PER_CALL") from the in-container program."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+SECCOMP_RET_ALLOW = 0x7FFF0000
+# What the in-container program calls: x86_64 numbers and arguments as the filter sees them.
+FILTER_PROBES = (("getppid", 110, (0, 0, 0, 0, 0, 0)), ("read_dev_zero", 0, (3, 0x7FFF0000, 1, 0, 0, 0)),
+                 ("clock_gettime", 228, (1, 0x7FFF0000, 0, 0, 0, 0)))
+
+
+_BPF_ALU: dict[int, Callable[[int, int], int]] = {
+    0x00: operator.add, 0x10: operator.sub, 0x20: operator.mul, 0x30: operator.floordiv, 0x40: operator.or_,
+    0x50: operator.and_, 0x60: operator.lshift, 0x70: operator.rshift, 0x80: lambda a, _: -a, 0x90: operator.mod,
+    0xA0: operator.xor,
+}
+
+
+def bpf_run(prog: Sequence[tuple[int, int, int, int]], nr: int, arch: int = AUDIT_ARCH_X86_64,
+            args: Sequence[int] = (0,) * 6, ip: int = 0) -> tuple[int, int]:
+    """Run a classic-BPF seccomp program on one syscall; (return value, instructions executed).
+
+    `prog` is a list of (code, jt, jf, k) as the kernel holds them.  The instruction count is
+    what the filter costs that syscall, deterministically (timings only confirm it).
+    """
+    import struct
+
+    data = struct.pack("<iIQ6Q", nr, arch, ip, *args)
+    a = x = 0
+    mem = [0] * 16
+    pc = steps = 0
+    while True:
+        if not 0 <= pc < len(prog):
+            raise ValueError(f"BPF program ran off its end at {pc}")
+        code, jt, jf, k = prog[pc]
+        steps += 1
+        cls = code & 0x07
+        if cls in (0x00, 0x01):  # LD, LDX
+            mode = code & 0xE0
+            v = (struct.unpack_from("<I", data, k)[0] if mode == 0x20 else k if mode == 0x00 else
+                 mem[k] if mode == 0x60 else len(data) if mode == 0x80 else None)
+            if v is None:
+                raise ValueError(f"unsupported BPF load {code:#x}")
+            if cls == 0x00:
+                a = v
+            else:
+                x = v
+        elif cls == 0x02:  # ST
+            mem[k] = a
+        elif cls == 0x03:  # STX
+            mem[k] = x
+        elif cls == 0x04:  # ALU
+            op, src = code & 0xF0, (x if code & 0x08 else k)
+            if op not in _BPF_ALU:
+                raise ValueError(f"unsupported BPF ALU op {code:#x}")
+            a = _BPF_ALU[op](a, src) & 0xFFFFFFFF
+        elif cls == 0x05:  # JMP
+            op, src = code & 0xF0, (x if code & 0x08 else k)
+            if op == 0x00:  # JA
+                pc += 1 + k
+                continue
+            conds = {0x10: a == src, 0x20: a > src, 0x30: a >= src, 0x40: bool(a & src)}
+            if op not in conds:
+                raise ValueError(f"unsupported BPF jump {code:#x}")
+            pc += 1 + (jt if conds[op] else jf)
+            continue
+        elif cls == 0x06:  # RET
+            return (a if code & 0x18 == 0x10 else k), steps
+        else:  # MISC: TAX / TXA
+            if code & 0xF8 == 0x00:
+                x = a
+            else:
+                a = x
+        pc += 1
+
+
+# --- programs compiled for the in-container and memory measurements ---------------------------------
+
+# Each syscall runs in BLOCKS equal blocks; per syscall it prints the fastest block's ns/call
+# (robust against a neighbour stealing the CPU for part of the run) and the overall mean.
+SYSCALL_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLOCKS 20
+
+static double now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no seccomp */
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int fd;
+static char buf[1];
+static struct timespec ts;
+
+static int call(int which) {
+    switch (which) {
+    case 0: return syscall(SYS_getppid) < 0;
+    case 1: return read(fd, buf, 1) != 1;
+    /* through syscall(2), not the vDSO, so that the filter sees it */
+    default: return syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) != 0;
+    }
+}
+
+int main(int argc, char **argv) {
+    static const char *names[] = {"getppid", "read_dev_zero", "clock_gettime"};
+    long n = argc > 1 ? atol(argv[1]) : 2000000;
+    long per = n / BLOCKS;
+    fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || per <= 0) { perror("open /dev/zero"); return 2; }
+    for (int w = 0; w < 3; w++) {
+        double best = 1e300, total = 0;
+        for (int b = 0; b < BLOCKS; b++) {
+            double t0 = now_ns();
+            for (long i = 0; i < per; i++) if (call(w)) return 3 + w;
+            double dt = now_ns() - t0;
+            total += dt;
+            if (dt < best) best = dt;
+        }
+        printf("%s %.3f\n%s.mean %.3f\n", names[w], best / per, names[w], total / (per * BLOCKS));
+    }
+    return 0;
+}
+"""
+
+# `rss OUT CMD...`: run CMD as a child of this tiny process and write "MAXRSS_KIB EXIT" to OUT.
+# A child forked from the (large) benchmark process itself would report at least the
+# benchmark's own RSS: exec records the old address space's high-water mark in ru_maxrss.
+RSS_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    pid_t pid = fork();
+    if (pid < 0) return 2;
+    if (pid == 0) { execvp(argv[2], argv + 2); _exit(127); }
+    int status; struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) return 2;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    FILE *f = fopen(argv[1], "w");
+    if (!f) return 2;
+    fprintf(f, "%ld %d\n", ru.ru_maxrss, code);
+    fclose(f);
+    return code;
+}
+"""
+
+COLD_LOAD = ('import time;t=time.perf_counter();from sandbox.loader import load_profile;'
+             'load_profile("strict");print(time.perf_counter()-t)')
+
+# In a fresh interpreter started as the dispatcher starts it: run sandbox.shim's main with
+# the functions of the create path wrapped in timers; write {"phases": {label: [calls, ns]},
+# "total_ns": ...} as JSON to $BENCH_PHASES_OUT.  Only the modules the hot path imports anyway
+# are imported up front; with BENCH_WRAP_LOADER=1 (a cache miss) the YAML loader too.
+PHASES_PY = r"""
+import os, sys, time
+T0 = time.perf_counter_ns()
+if os.environ.get("BENCH_SITE_PACKAGES"):
+    sys.path.append(os.environ["BENCH_SITE_PACKAGES"])
+phases = {}
+def timed(label, fn):
+    def w(*a, **k):
+        t = time.perf_counter_ns()
+        try:
+            return fn(*a, **k)
+        finally:
+            c, s = phases.get(label, (0, 0))
+            phases[label] = (c + 1, s + time.perf_counter_ns() - t)
+    return w
+HOT = ["sandbox.shim", "sandbox.opconfig", "sandbox.cache", "sandbox.runc", "sandbox.bundle", "sandbox.host",
+       "sandbox.transform", "sandbox.audit", "sandbox.service"]
+if os.environ.get("BENCH_WRAP_LOADER"):
+    HOT.append("sandbox.loader")
+t = time.perf_counter_ns()
+import importlib
+for name in HOT:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+phases["imports of the hot-path modules (up front)"] = (1, time.perf_counter_ns() - t)
+m = sys.modules
+WRAPS = [
+    ("sandbox.opconfig", "load_operator_config", "opconfig.load_operator_config (trust check, cache or YAML)"),
+    ("sandbox.cache", "load_operator_config", "  cache.load_operator_config"),
+    ("sandbox.runc", "find_runc", "find_runc"),
+    ("sandbox.bundle", "read_config", "bundle.read_config (config.json)"),
+    ("sandbox.cache", "load_profile", "cache.load_profile (cache lookup, or load on a miss)"),
+    ("sandbox.loader", "load_profile", "  loader.load_profile (YAML, validate, merge, build)"),
+    ("sandbox.loader", "_check_syscall_names", "    loader._check_syscall_names (libseccomp)"),
+    ("sandbox.loader", "build_profile", "    loader.build_profile"),
+    ("sandbox.loader", "_parse_yaml", "loader._parse_yaml (every YAML file, both callers)"),
+    ("sandbox.cache", "lookup", "cache.lookup (read entry, sha256 each dependency; both callers)"),
+    ("sandbox.cache", "store", "cache.store (on a miss; both callers)"),
+    ("sandbox.host", "probe", "host.probe"),
+    ("sandbox.transform", "apply", "transform.apply"),
+    ("sandbox.audit", "AuditLog.append", "AuditLog.append (lock, read tail, write, fsync)"),
+    ("sandbox.bundle", "write_config_atomic", "bundle.write_config_atomic (write, fsync file + dir)"),
+    ("sandbox.shim", "_Shim.spawn_runc", "spawn_runc (the real runc create, waited for)"),
+    ("os", "fsync", "os.fsync (every caller)"),
+]
+ORDER = ["imports of the hot-path modules (up front)"] + [w[2] for w in WRAPS]
+for mod, name, label in WRAPS:
+    owner = m.get(mod)
+    *path, attr = name.split(".")
+    for p in path:
+        owner = getattr(owner, p, None)
+    if owner is not None and hasattr(owner, attr):
+        setattr(owner, attr, timed(label, getattr(owner, attr)))
+code = 0
+try:
+    m["sandbox.shim"].main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code or 0
+out = {"phases": [[k, *phases[k]] for k in ORDER if k in phases], "total_ns": time.perf_counter_ns() - T0,
+       "exit": code}
+import json
+with open(os.environ["BENCH_PHASES_OUT"], "w") as f:
+    json.dump(out, f)
+"""
+
+CPROFILE_PY = r"""
+import cProfile, io, os, pstats, sys
+if os.environ.get("BENCH_SITE_PACKAGES"):
+    sys.path.append(os.environ["BENCH_SITE_PACKAGES"])
+pr = cProfile.Profile()
+pr.enable()
+code = 0
+try:
+    import sandbox.shim
+    sandbox.shim.main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code or 0
+pr.disable()
+s = io.StringIO()
+st = pstats.Stats(pr, stream=s)
+st.sort_stats("tottime").print_stats(25)
+st.sort_stats("cumulative").print_stats(30)
+sys.stdout.write(s.getvalue())
+sys.exit(code)
+"""
+
+
+# --- running things -------------------------------------------------------------------------------
+
+class BenchError(Exception):
+    pass
+
+
+class CommandFailed(BenchError):
+    def __init__(self, cmd: Sequence[str], code: int, stderr: str = "") -> None:
+        tail = f": {stderr.strip().splitlines()[-1]}" if stderr.strip() else ""
+        super().__init__(f"`{' '.join(cmd)}` exited {code}{tail}")
+        self.cmd, self.code = list(cmd), code
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _is_shim(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"SANDBOX-RUNC-SHIM" in f.read(4096)
+    except OSError:
+        return False
+
+
+def _find_tool(name: str) -> str | None:
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.access(here, os.X_OK) else shutil.which(name)
+
+
+def _progress(msg: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{msg}")
+    else:
+        sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.python = sys.executable
+        self.rows: list[Row] = []
+        self.samples: dict[str, list[float]] = {}
+        self.notes: list[str] = []
+        self.analysis: dict[str, Any] = {}
+        self.errors = 0
+        self.live: set[str] = set()  # runc container ids that may still exist
+        self.podman_names: set[str] = set()
+        self._seq = 0
+        self.tmp = ""
+        self.floor_ms: float | None = None
+
+    # -- set-up and clean-up -----------------------------------------------------------------------
+    def setup(self) -> None:
+        a = self.args
+        self.runc = a.runc or shutil.which("runc") or "/usr/sbin/runc"
+        if _is_shim(self.runc):
+            raise BenchError(f"{self.runc} is sandbox-runc itself; give the real one with --runc")
+        shim, cli = _find_tool("sandbox-runc"), _find_tool("sandbox")
+        if not shim or not cli:
+            raise BenchError("sandbox-runc / sandbox not found beside this interpreter nor on PATH "
+                             "(run with the environment's python, e.g. .venv/bin/python)")
+        self.shim: str = shim
+        self.cli: str = cli
+        self.site_packages, self.shim_python = dispatcher_python(self.shim)
+        self.tmp = tempfile.mkdtemp(prefix="sandbox-bench-", dir=a.tmpdir)
+        # A user-namespaced container root (strict) must traverse every parent of its rootfs.
+        os.chmod(self.tmp, 0o755)  # noqa: S103
+        self.root = os.path.join(self.tmp, "runc-root")
+        os.mkdir(self.root, 0o700)
+        self.audit_dir = os.path.join(self.tmp, "audit")
+        self.opconfig = os.path.join(self.tmp, "sandbox-config.yaml")
+        with open(self.opconfig, "w", encoding="utf-8") as f:
+            f.write(f"runc: {self.runc}\ndefault_profile: strict\naudit_log: {self.audit_dir}/audit.jsonl\n")
+        os.chmod(self.opconfig, 0o644)  # root-owned (we are root), not writable by others: trusted
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+        env["SANDBOX_CONFIG"] = self.opconfig  # no SANDBOX_RUNC: the dispatcher reads runc: as under engines
+        env["SANDBOX_STATE_DIR"] = os.path.join(self.tmp, "run-state")
+        self.env = env
+        out = subprocess.run([self.python, "-m", "sandbox.demo", "path"], capture_output=True, text=True,
+                             check=False)
+        if out.returncode != 0:
+            raise CommandFailed([self.python, "-m", "sandbox.demo", "path"], out.returncode, out.stderr)
+        self.rootfs = out.stdout.strip()
+        if not self.site_packages:
+            self.notes.append("sandbox is an editable install here: bin/sandbox-runc cannot start Python with -S "
+                              "and pays for `site` and the editable finder on every create; a regular install "
+                              "(scripts/setup.sh) does not, so measure one for production numbers")
+        _become_subreaper()
+
+    def cleanup(self) -> None:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+        try:
+            if self.tmp and os.path.isdir(self.root):
+                listed = subprocess.run([self.runc, "--root", self.root, "list", "-q"], capture_output=True,
+                                        text=True, check=False, timeout=60)
+                self.live |= set(listed.stdout.split())
+                for cid in sorted(self.live):
+                    subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60)
+                self.live.clear()
+            if self.podman_names and shutil.which("podman"):
+                subprocess.run(["podman", "rm", "-f", "--ignore", *sorted(self.podman_names)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+            self.reap()
+            if self.tmp:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    @staticmethod
+    def reap() -> None:
+        """Reap container processes re-parented to us (we are a subreaper)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    # -- primitives --------------------------------------------------------------------------------
+    def new_id(self, tag: str) -> str:
+        self._seq += 1
+        cid = f"bench-{os.getpid()}-{tag}-{self._seq}"
+        self.live.add(cid)
+        return cid
+
+    def timed(self, cmd: Sequence[str], env: dict[str, str] | None = None) -> int:
+        """Wall time of `cmd` in ns; a non-zero exit raises (a failure is never a fast run)."""
+        t0 = time.perf_counter_ns()
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=env or self.env, check=False)
+        t = time.perf_counter_ns() - t0
+        if res.returncode != 0:
+            raise CommandFailed(cmd, res.returncode)
+        return t
+
+    def check(self, cmd: Sequence[str], env: dict[str, str] | None = None) -> str:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env or self.env,
+                             check=False)
+        if res.returncode != 0:
+            raise CommandFailed(cmd, res.returncode, res.stderr)
+        return res.stdout
+
+    def run_to_files(self, cmd: Sequence[str], env: dict[str, str]) -> tuple[int, str, str]:
+        """Run `cmd` with stdout/stderr in files, not pipes: a created container's init inherits
+        them and would keep a pipe open (and communicate() waiting) until it is deleted."""
+        paths = [os.path.join(self.tmp, f"out.{n}") for n in ("stdout", "stderr")]
+        with open(paths[0], "w+b") as out, open(paths[1], "w+b") as err:
+            res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False)
+            out.seek(0)
+            err.seek(0)
+            texts = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        for p in paths:
+            os.unlink(p)
+        return res.returncode, texts[0], texts[1]
+
+    def runc_cmd(self, *args: str) -> list[str]:
+        return [self.runc, "--root", self.root, *args]
+
+    def shim_cmd(self, *args: str) -> list[str]:
+        return [self.shim, "--root", self.root, *args]
+
+    def delete_f(self, cid: str) -> None:
+        subprocess.run(self.runc_cmd("delete", "-f", cid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=False)
+        self.live.discard(cid)
+
+    def wait_stopped(self, cid: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            res = subprocess.run(self.runc_cmd("state", cid), capture_output=True, text=True, check=False)
+            if res.returncode == 0 and json.loads(res.stdout).get("status") == "stopped":
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"container {cid} did not stop within {timeout:.0f}s")
+            time.sleep(0.002)
+
+    def make_bundle(self, name: str, args: list[str], profile: str | None, rootfs: str | None = None) -> str:
+        """A runc-spec-shaped bundle in the temp dir, hardened under `profile` with `sandbox apply`."""
+        from sandbox.bundle import spec_for_rootfs
+
+        bundle = os.path.join(self.tmp, name)
+        os.mkdir(bundle, 0o755)
+        with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(spec_for_rootfs(rootfs or self.rootfs, args, hostname="bench"), f, indent=2)
+        if profile:
+            self.check([self.cli, "apply", "--profile", profile, bundle, "-o", os.path.join(bundle, "config.json")])
+        return bundle
+
+    def rounds(self, label: str, variants: dict[str, Callable[[], Any]], runs: int | None = None) -> None:
+        """Run every variant once per round, in rotated order; keep samples after the warm-up."""
+        runs = runs or self.args.runs
+        names = list(variants)
+        total = self.args.warmup + runs
+        for r in range(total):
+            _progress(f"{label}: round {r + 1}/{total}" + (" (warm-up)" if r < self.args.warmup else ""))
+            for name in rotated(names, r):
+                out = variants[name]()
+                self.reap()
+                if r < self.args.warmup:
+                    continue
+                for key, value in (out.items() if isinstance(out, dict) else [(name, out)]):
+                    self.samples.setdefault(key, []).append(value)
+        _progress(f"{label}: done\n" if sys.stderr.isatty() else f"{label}: done")
+
+    def med_ms(self, key: str) -> float:
+        return median(self.samples[key]) / 1e6
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    # -- 1. lifecycle (and the Python floor) ------------------------------------------------------
+    def lifecycle(self) -> None:
+        bundle = self.make_bundle("bundle-true", ["true"], "strict")
+        # The shim's first pass adds its `.applied` annotation; from then on it must not rewrite the file.
+        cid = self.new_id("prime")
+        self.timed(self.shim_cmd("run", "-b", bundle, cid))
+        self.delete_f(cid)
+        config = os.path.join(bundle, "config.json")
+        before = os.stat(config).st_mtime_ns
+        # A fresh (not yet hardened) copy, as engines hand it over, for the "create, fresh config" row.
+        fresh = self.make_bundle("bundle-fresh", ["true"], None)
+        with open(os.path.join(fresh, "config.json"), "rb") as f:
+            pristine = f.read()
+
+        def run(cmd: Callable[..., list[str]], tag: str) -> int:
+            cid = self.new_id(tag)
+            t = self.timed(cmd("run", "-b", bundle, cid))
+            self.live.discard(cid)  # runc run deletes the container when it exits
+            return t
+
+        def cycle(cmd: Callable[..., list[str]], tag: str) -> dict[str, int]:
+            cid = self.new_id(tag)
+            c = self.timed(cmd("create", "-b", bundle, cid))
+            s = self.timed(cmd("start", cid))
+            self.wait_stopped(cid)
+            d = self.timed(cmd("delete", cid))
+            self.live.discard(cid)
+            return {f"{tag}.create": c, f"{tag}.start": s, f"{tag}.delete": d, f"{tag}.cycle": c + s + d}
+
+        def create_fresh(env: dict[str, str] | None = None) -> int:
+            with open(os.path.join(fresh, "config.json"), "wb") as f:
+                f.write(pristine)
+            cid = self.new_id("fresh")
+            t = self.timed(self.shim_cmd("create", "-b", fresh, cid), env)
+            self.delete_f(cid)
+            return t
+
+        nocache_env = dict(self.env, SANDBOX_CACHE_DIR="off")
+        floor_cmd = [self.shim_python, "-I", "-S", "-c", "pass"]
+        site_cmd = [self.shim_python, "-I", "-c", "pass"]
+        self.rounds("lifecycle", {
+            "floor": lambda: self.timed(floor_cmd),
+            "python_site": lambda: self.timed(site_cmd),
+            "runc.run": lambda: run(self.runc_cmd, "runc.run"),
+            "shim.run": lambda: run(self.shim_cmd, "shim.run"),
+            "runc.cycle": lambda: cycle(self.runc_cmd, "runc"),
+            "shim.cycle": lambda: cycle(self.shim_cmd, "shim"),
+            "shim.create_fresh": create_fresh,
+            "shim.create_nocache": lambda: create_fresh(nocache_env),
+        })
+        if os.stat(config).st_mtime_ns != before:
+            self.notes.append("sandbox-runc rewrote the already-hardened config.json during the timed runs "
+                              "(it is expected to be idempotent on it): the create/run rows include a config write")
+        floor = self.floor_ms = self.med_ms("floor")
+        self.add(Row("`python3 -I -S -c pass` (the floor)", "ms", sandbox=floor, section="lifecycle",
+                     detail="the unit of the create/run budget"))
+        self.add(Row("`python3 -I -c pass` (site on: how an editable install's shim starts)", "ms",
+                     sandbox=self.med_ms("python_site"), section="lifecycle"))
+        budget = f"added ≤ {ADDED_MAX_FLOORS:g} floors (≤ {fmt_num(ADDED_MAX_FLOORS * floor)} ms)"
+        for metric, rk, sk in (("`run` true (strict bundle)", "runc.run", "shim.run"),
+                               ("`create` (strict bundle)", "runc.create", "shim.create"),
+                               ("`create`, fresh config each time (as engines)", "runc.create",
+                                "shim.create_fresh")):
+            rm, sm = self.med_ms(rk), self.med_ms(sk)
+            v, d = verdict_added(rm, sm, floor)
+            self.add(Row(metric, "ms", rm, sm, budget, v, d, "lifecycle"))
+        rm, sm = self.med_ms("runc.create"), self.med_ms("shim.create_nocache")
+        self.add(Row("`create`, fresh config, profile cache off (a miss)", "ms", rm, sm, "—", INFO,
+                     f"{fmt_delta(sm - rm)} ms = {(sm - rm) / floor:.2f} floors", "lifecycle"))
+        rm, sm = self.med_ms("runc.cycle"), self.med_ms("shim.cycle")
+        self.add(Row("`create`+`start`+`delete` cycle", "ms", rm, sm, "—", INFO,
+                     f"{fmt_delta(sm - rm)} ms = {(sm - rm) / floor:.2f} floors", "lifecycle"))
+        for sub in ("start", "delete"):
+            rm, sm = self.med_ms(f"runc.{sub}"), self.med_ms(f"shim.{sub}")
+            v, d = verdict_ratio(rm, sm, PASSTHROUGH_MAX_RATIO)
+            self.add(Row(f"`{sub}` (passthrough, in the cycle)", "ms", rm, sm, f"≤ {PASSTHROUGH_MAX_RATIO:.2f}×",
+                         v, d, "passthrough"))
+
+    # -- 2. passthrough on a running container --------------------------------------------------------
+    def passthrough(self) -> None:
+        bundle = self.make_bundle("bundle-sleep", ["sleep", "1000000"], "strict")
+        cid = self.new_id("sleep")
+        self.timed(self.runc_cmd("create", "-b", bundle, cid))
+        self.timed(self.runc_cmd("start", cid))
+        try:
+            probe = subprocess.run(self.runc_cmd("kill", cid, "0"), capture_output=True, check=False)
+            signal_cmd = ["kill", cid, "0"] if probe.returncode == 0 else ["list"]
+            runc_env = dict(self.env, SANDBOX_RUNC=self.runc)  # the dispatcher then skips the config file
+            if probe.returncode != 0:
+                self.notes.append(f"`runc kill ID 0` failed on this runc (exit {probe.returncode}); "
+                                  "measured `list` instead")
+            self.rounds("passthrough", {
+                "runc.state": lambda: self.timed(self.runc_cmd("state", cid)),
+                "shim.state": lambda: self.timed(self.shim_cmd("state", cid)),
+                "runc.signal": lambda: self.timed(self.runc_cmd(*signal_cmd)),
+                "shim.signal": lambda: self.timed(self.shim_cmd(*signal_cmd)),
+                "shim.state_env": lambda: self.timed(self.shim_cmd("state", cid), runc_env),
+                "sh.noop": lambda: self.timed(["/bin/sh", "-c", ":"]),
+            })
+        finally:
+            self.delete_f(cid)
+        budget = f"≤ {PASSTHROUGH_MAX_RATIO:.2f}×"
+        for metric, key in (("`state` (running container)", "state"),
+                            (f"`{' '.join(signal_cmd).replace(cid, 'ID')}` (running container)", "signal")):
+            rm, sm = self.med_ms(f"runc.{key}"), self.med_ms(f"shim.{key}")
+            v, d = verdict_ratio(rm, sm, PASSTHROUGH_MAX_RATIO)
+            self.add(Row(metric, "ms", rm, sm, budget, v, d, "passthrough"))
+        rm, sm = self.med_ms("runc.state"), self.med_ms("shim.state_env")
+        self.add(Row("`state` with SANDBOX_RUNC set (no config file read)", "ms", rm, sm, "—", INFO,
+                     f"{fmt_delta(sm - rm)} ms", "passthrough"))
+        self.add(Row("`/bin/sh -c :` (one sh start-up, for scale)", "ms", sandbox=self.med_ms("sh.noop"),
+                     section="passthrough"))
+
+    # -- 3. engine --------------------------------------------------------------------------------------
+    def engine(self) -> None:
+        metric = "podman `run --rm` true"
+        budget = f"≤ {ENGINE_MAX_RATIO:.2f}×"
+        if not shutil.which("podman"):
+            self.add(Row(metric, "ms", budget=budget, verdict=SKIP, detail="podman is not installed",
+                         section="engine"))
+            return
+        # Named `runc` in a directory of its own, so podman treats it exactly as it treats runc
+        # (it passes --log/--log-format only to runtimes whose name it knows).
+        wrap_dir = os.path.join(self.tmp, "runtime-bin")
+        os.mkdir(wrap_dir, 0o755)
+        wrapper = os.path.join(wrap_dir, "runc")
+        with open(wrapper, "w", encoding="utf-8") as f:
+            f.write(f'#!/bin/sh\nSANDBOX_CONFIG={self.opconfig} exec {self.shim} "$@"\n')
+        os.chmod(wrapper, 0o755)  # noqa: S103
+        # The same kind of wrapper in front of plain runc: what the wrapper alone costs podman.
+        plain_dir = os.path.join(self.tmp, "runtime-bin-plain")
+        os.mkdir(plain_dir, 0o755)
+        plain = os.path.join(plain_dir, "runc")
+        with open(plain, "w", encoding="utf-8") as f:
+            f.write(f'#!/bin/sh\nSANDBOX_CONFIG={self.opconfig} exec {self.runc} "$@"\n')
+        os.chmod(plain, 0o755)  # noqa: S103
+
+        def podman(runtime: str, tag: str) -> int:
+            self._seq += 1
+            name = f"bench-{os.getpid()}-{tag}-{self._seq}"
+            self.podman_names.add(name)
+            t = self.timed(["podman", "--runtime", runtime, "run", "--rm", "--name", name, "--network", "none",
+                            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
+                            "--rootfs", self.rootfs, "true"])
+            self.podman_names.discard(name)
+            return t
+
+        self.rounds("engine", {
+            "podman.runc": lambda: podman(self.runc, "runc"),
+            "podman.shim": lambda: podman(wrapper, "shim"),
+            "podman.wrapped": lambda: podman(plain, "wrapped"),
+        })
+        rm, sm = self.med_ms("podman.runc"), self.med_ms("podman.shim")
+        v, d = verdict_ratio(rm, sm, ENGINE_MAX_RATIO)
+        row = self.add(Row(metric, "ms", rm, sm, budget, v, d, "engine"))
+        if self.floor_ms:
+            row.detail += f"; {fmt_delta(sm - rm)} ms = {(sm - rm) / self.floor_ms:.2f} floors"
+        wm = self.med_ms("podman.wrapped")
+        self.add(Row("podman `run --rm` true, runtime = the sh wrapper → plain runc", "ms", rm, wm, "—", INFO,
+                     f"{fmt_delta(wm - rm)} ms: the wrapper that hands SANDBOX_CONFIG over, not sandbox",
+                     "engine"))
+
+    # -- 4. transform and profile loading (in-process) -----------------------------------------------------
+    def transform(self) -> None:
+        import gc
+
+        from sandbox.hostfacts import HostFacts
+        from sandbox.loader import load_profile
+        from sandbox.transform import apply
+
+        fixture = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "tests", "fixtures", "bundles", "docker-like.json")
+        with open(fixture, encoding="utf-8") as f:
+            config = json.load(f)
+        n = self.args.iterations
+        for name in PROFILES:
+            _progress(f"transform: {name} ×{n}")
+            profile = load_profile(name)
+            host = HostFacts()
+            for _ in range(min(50, n)):
+                apply(profile, config, host)
+            times: list[float] = []
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                apply(profile, config, host)
+                times.append(time.perf_counter_ns() - t0)
+            gc.collect()
+            self.samples[f"transform.{name}"] = times
+            p50, p99 = percentile(times, 50) / 1e3, percentile(times, 99) / 1e3
+            if name == "strict":
+                v, d = verdict_max(p50 / 1e3, TRANSFORM_MAX_P50_MS, "ms")
+                budget = f"p50 ≤ {TRANSFORM_MAX_P50_MS:g} ms"
+            else:
+                v, d, budget = INFO, "", "—"
+            self.add(Row(f"transform.apply({name}), p50 (p99 {fmt_num(p99)} µs)", "µs", sandbox=p50, budget=budget,
+                         verdict=v, detail=d, section="transform", extra={"p99_us": p99, "iterations": n}))
+        # Warm: in-process repeat (no cache in load_profile today, so each call re-reads and validates).
+        warm: list[float] = []
+        for i in range(max(20, n // 20) + 5):
+            t0 = time.perf_counter_ns()
+            load_profile("strict")
+            if i >= 5:
+                warm.append(time.perf_counter_ns() - t0)
+        self.samples["load_profile.warm"] = warm
+        _progress("transform: cold load_profile")
+        cold = []
+        for _ in range(self.args.warmup + self.args.runs):
+            out = self.check([self.python, "-I", "-c", COLD_LOAD])
+            cold.append(float(out.strip()) * 1e9)
+        self.samples["load_profile.cold"] = cold[self.args.warmup:]
+        _progress("transform: done\n" if sys.stderr.isatty() else "transform: done")
+        self.add(Row("`load_profile(\"strict\")` cold (fresh `python -I`, imports included)", "ms",
+                     sandbox=self.med_ms("load_profile.cold"), section="transform"))
+        self.add(Row("`load_profile(\"strict\")` warm (in-process repeat)", "ms",
+                     sandbox=self.med_ms("load_profile.warm"), section="transform"))
+
+    # -- 5. in-container syscall cost -------------------------------------------------------------------------
+    def _compile(self, name: str, source: str) -> str:
+        src = os.path.join(self.tmp, f"{name}.c")
+        out = os.path.join(self.tmp, name)
+        with open(src, "w", encoding="ascii") as f:
+            f.write(source)
+        self.check(["gcc", "-static", "-O2", "-o", out, src])
+        return out
+
+    def syscall(self) -> None:
+        if not shutil.which("gcc"):
+            self.add(Row("in-container syscall cost", "ns/call", verdict=SKIP, detail="gcc is not installed",
+                         section="syscall"))
+            return
+        prog = self._compile("syscall-bench", SYSCALL_C)
+        rootfs = os.path.join(self.tmp, "rootfs-syscall")
+        shutil.copytree(self.rootfs, rootfs, symlinks=True)
+        os.chmod(rootfs, 0o755)  # noqa: S103
+        shutil.copy2(prog, os.path.join(rootfs, "bin", "syscall-bench"))
+        os.chmod(os.path.join(rootfs, "bin", "syscall-bench"), 0o755)  # noqa: S103
+        args = ["/bin/syscall-bench", str(self.args.syscall_iterations)]
+        bundles = {"none": self.make_bundle("bundle-sc-none", args, None, rootfs),
+                   "baseline": self.make_bundle("bundle-sc-baseline", args, "baseline", rootfs),
+                   "strict": self.make_bundle("bundle-sc-strict", args, "strict", rootfs)}
+
+        def run(kind: str) -> dict[str, float]:
+            cid = self.new_id(f"sc-{kind}")
+            out = self.check(self.runc_cmd("run", "-b", bundles[kind], cid))
+            self.live.discard(cid)
+            values = parse_syscall_output(out)
+            if len(values) != 6:
+                raise BenchError(f"unexpected output from the syscall program under {kind}: {out!r}")
+            return {f"syscall.{kind}.{k}": v for k, v in values.items()}
+
+        self.rounds("syscall", {k: functools.partial(run, k) for k in bundles})
+        for call in ("getppid", "read_dev_zero", "clock_gettime"):
+            means = {k: median(self.samples[f"syscall.{k}.{call}.mean"]) for k in bundles}
+            none = median(self.samples[f"syscall.none.{call}"])
+            base = median(self.samples[f"syscall.baseline.{call}"])
+            strict = median(self.samples[f"syscall.strict.{call}"])
+            iqr = {k: (percentile(self.samples[f"syscall.{k}.{call}"], 25),
+                       percentile(self.samples[f"syscall.{k}.{call}"], 75)) for k in bundles}
+            noise = max(hi - lo for lo, hi in (iqr["baseline"], iqr["strict"]))  # the wider interquartile range
+            v, d = verdict_not_above(base, strict, noise, "ns")
+            d += f"; no seccomp {fmt_num(none)} ns; means {fmt_num(means['baseline'])} vs {fmt_num(means['strict'])}"
+            self.add(Row(f"{call} in container, fastest block: baseline (runc col.) vs strict", "ns/call", base,
+                         strict, "strict ≤ baseline", v, d, "syscall",
+                         extra={"none_ns": none, "iqr": iqr, "means_ns": means}))
+        self.filter_cost(bundles)
+
+    def filter_cost(self, bundles: dict[str, str]) -> None:
+        """Instructions the loaded seccomp filters run for each probed syscall: exact for one filter.
+
+        runc lays the same config's filter out slightly differently from one container to the
+        next (an instruction or two), so several containers are read and the median is kept.
+        """
+        samples = 3 if self.args.quick else 5
+        steps: dict[str, dict[str, list[int]]] = {}
+        sizes: dict[str, set[int]] = {}
+        spread: dict[str, tuple[int, float, int]] = {}
+        for kind in ("baseline", "strict"):
+            with open(os.path.join(bundles[kind], "config.json"), encoding="utf-8") as f:
+                config = json.load(f)
+            config["process"]["args"] = ["sleep", "1000000"]
+            bundle = os.path.join(self.tmp, f"bundle-filter-{kind}")
+            os.mkdir(bundle, 0o755)
+            with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(config, f)
+            steps[kind] = {name: [] for name, _, _ in FILTER_PROBES}
+            sizes[kind] = set()
+            for i in range(samples):
+                _progress(f"syscall: reading the {kind} filter {i + 1}/{samples}")
+                cid = self.new_id(f"filter-{kind}")
+                try:
+                    self.timed(self.runc_cmd("create", "-b", bundle, cid))
+                    self.timed(self.runc_cmd("start", cid))
+                    pid = json.loads(self.check(self.runc_cmd("state", cid)))["pid"]
+                    progs = seccomp_filters(pid)
+                finally:
+                    self.delete_f(cid)
+                if not progs:
+                    raise BenchError(f"no seccomp filter found in the {kind} container")
+                sizes[kind].add(sum(len(p) for p in progs))
+                for name, nr, args in FILTER_PROBES:
+                    total = 0
+                    for prog in progs:  # the kernel runs every attached filter
+                        ret, n = bpf_run(prog, nr, args=args)
+                        total += n
+                        if ret != SECCOMP_RET_ALLOW:
+                            raise BenchError(f"the {kind} filter does not allow {name} (returns {ret:#x})")
+                    steps[kind][name].append(total)
+                if i == 0:
+                    allowed = []  # over every x86_64 syscall number: what an allowed call pays
+                    for nr in range(0, 460):
+                        results = [bpf_run(prog, nr) for prog in progs]
+                        if all(r == SECCOMP_RET_ALLOW for r, _ in results):
+                            allowed.append(sum(n for _, n in results))
+                    spread[kind] = (len(allowed), median(allowed), max(allowed)) if allowed else (0, 0.0, 0)
+        _progress("syscall: done\n" if sys.stderr.isatty() else "syscall: done")
+
+        def rng(xs: list[int]) -> str:
+            return f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}–{max(xs)}"
+
+        size_text = (f"filter size baseline {rng(sorted(sizes['baseline']))}, strict {rng(sorted(sizes['strict']))} "
+                     f"insns; {samples} containers each")
+        for name, _, _ in FILTER_PROBES:
+            bs, ss = steps["baseline"][name], steps["strict"][name]
+            b, st = (int(m) if m.is_integer() else m for m in (median(bs), median(ss)))
+            v = PASS if st <= b else MISS
+            self.add(Row(f"{name}: BPF instructions the filter runs, baseline vs strict", "insns", b, st,
+                         "strict ≤ baseline", v, f"{rng(ss)} vs {rng(bs)}; {size_text}", "syscall",
+                         extra={"baseline": bs, "strict": ss}))
+        (nb, mb, xb), (ns, ms, xs) = spread["baseline"], spread["strict"]
+        self.add(Row("every allowed syscall number (args 0): median BPF insns", "insns", mb, ms, "—", INFO,
+                     f"allowed {nb} vs {ns} syscall numbers; worst {xb} vs {xs} insns", "syscall",
+                     extra={"baseline": spread["baseline"], "strict": spread["strict"]}))
+
+    # -- 6. memory --------------------------------------------------------------------------------------------
+    def memory(self) -> None:
+        if not shutil.which("gcc"):
+            self.add(Row("peak RSS of `sandbox-runc create`", "MiB", verdict=SKIP, detail="gcc is not installed",
+                         section="memory"))
+            return
+        helper = self._compile("rss", RSS_C)
+        bundle = os.path.join(self.tmp, "bundle-true")
+        if not os.path.isdir(bundle):
+            bundle = self.make_bundle("bundle-true", ["true"], "strict")
+        result = os.path.join(self.tmp, "rss.out")
+
+        def peak(cmd: list[str]) -> float:
+            self.timed([helper, result, *cmd])
+            with open(result, encoding="ascii") as f:
+                kib, code = f.read().split()
+            if code != "0":
+                raise CommandFailed(cmd, int(code))
+            return int(kib) / 1024
+
+        def create(cmd: Callable[..., list[str]], tag: str) -> float:
+            cid = self.new_id(tag)
+            try:
+                return peak(cmd("create", "-b", bundle, cid))
+            finally:
+                self.delete_f(cid)
+
+        def sandbox_run() -> float:
+            cid = self.new_id("cli")
+            v = peak([self.cli, "run", "--profile", "strict", "--rootfs", self.rootfs, "--name", cid,
+                      "--root", self.root, "--audit-log", os.path.join(self.audit_dir, "run.jsonl"), "--", "true"])
+            self.live.discard(cid)
+            return v
+
+        self.rounds("memory", {
+            "rss.floor": lambda: peak([self.python, "-I", "-S", "-c", "pass"]),
+            "rss.runc.create": lambda: create(self.runc_cmd, "rss-runc"),
+            "rss.shim.create": lambda: create(self.shim_cmd, "rss-shim"),
+            "rss.sandbox.run": sandbox_run,
+        })
+        floor = max(self.samples["rss.floor"])
+        runc_peak, shim_peak = max(self.samples["rss.runc.create"]), max(self.samples["rss.shim.create"])
+        v, d = verdict_max(shim_peak, RSS_MAX_MIB, "MiB")
+        self.add(Row("peak RSS of `create` (max over runs)", "MiB", runc_peak, shim_peak, f"≤ {RSS_MAX_MIB:g} MiB",
+                     v, d + f"; `python3 -I -S -c pass`: {fmt_num(floor)} MiB", "memory"))
+        self.add(Row("peak RSS of `sandbox run --profile strict -- true`", "MiB", None,
+                     max(self.samples["rss.sandbox.run"]), "—", INFO, "", "memory"))
+
+    # -- --analyse: where the time of `sandbox-runc create` goes --------------------------------------------------
+    def analyse(self) -> None:
+        runs = max(3, min(self.args.runs, 11))
+        fresh = os.path.join(self.tmp, "bundle-analyse")
+        if not os.path.isdir(fresh):
+            fresh = self.make_bundle("bundle-analyse", ["true"], None)
+        with open(os.path.join(fresh, "config.json"), "rb") as f:
+            pristine = f.read()
+        env = dict(self.env, SANDBOX_RUNC=self.runc)  # what the dispatcher exports
+        flags = ["-I", "-S"] if self.site_packages else ["-I"]  # as the dispatcher starts Python
+        if self.site_packages:
+            env["BENCH_SITE_PACKAGES"] = self.site_packages
+
+        def prepare(hardened: bool) -> None:
+            with open(os.path.join(fresh, "config.json"), "wb") as f:
+                f.write(pristine)
+            if hardened:  # the shim's own first pass, so the next one has nothing to write
+                cid = self.new_id("an-prime")
+                self.timed(self.shim_cmd("create", "-b", fresh, cid))
+                self.delete_f(cid)
+
+        # 1. per-phase timings
+        variants: list[tuple[str, str, bool, dict[str, str]]] = [
+            ("fresh", "fresh config.json (as engines hand it over), warm profile cache", False, {}),
+            ("hardened", "already-hardened config.json (nothing to write), warm profile cache", True, {}),
+            ("nocache", "fresh config.json, profile cache off (SANDBOX_CACHE_DIR=off: what a cache miss costs)",
+             False, {"SANDBOX_CACHE_DIR": "off", "BENCH_WRAP_LOADER": "1"}),
+        ]
+        for key, title, hardened, extra_env in variants:
+            per: dict[str, list[int]] = {}
+            calls: dict[str, int] = {}
+            totals = []
+            for i in range(runs):
+                _progress(f"analyse: phases ({key}) {i + 1}/{runs}")
+                prepare(hardened)
+                cid = self.new_id("an")
+                out_path = os.path.join(self.tmp, "phases.json")
+                try:
+                    code, _, err = self.run_to_files([self.shim_python, *flags, "-c", PHASES_PY, "--root",
+                                                      self.root, "create", "-b", fresh, cid],
+                                                     dict(env, BENCH_PHASES_OUT=out_path, **extra_env))
+                    data: dict[str, Any] = {"exit": "no output"}
+                    if os.path.exists(out_path):
+                        with open(out_path, encoding="utf-8") as jf:
+                            data = json.load(jf)
+                        os.unlink(out_path)
+                finally:
+                    self.delete_f(cid)
+                if code != 0 or data.get("exit"):
+                    raise CommandFailed(["phases", "create"], code or 1, err)
+                for label, c, ns in data["phases"]:
+                    per.setdefault(label, []).append(ns)
+                    calls[label] = c
+                totals.append(data["total_ns"])
+            self.analysis[f"phases_{key}"] = {
+                "title": title, "runs": runs, "total_in_process_ms": median(totals) / 1e6,
+                "phases_ms": {k: {"calls": calls[k], "median_ms": median(v) / 1e6} for k, v in per.items()},
+            }
+        # 2. imports: the real dispatcher, with a SANDBOX_PYTHON that adds -X importtime
+        wrapper = os.path.join(self.tmp, "python-importtime")
+        with open(wrapper, "w", encoding="utf-8") as wf:
+            wf.write(f'#!/bin/sh\nexec {self.shim_python} -X importtime "$@"\n')
+        os.chmod(wrapper, 0o755)  # noqa: S103
+        tops: dict[str, list[int]] = {}
+        totals = []
+        for i in range(runs):
+            _progress(f"analyse: importtime {i + 1}/{runs}")
+            prepare(False)
+            cid = self.new_id("an-imp")
+            try:
+                code, _, err = self.run_to_files(self.shim_cmd("create", "-b", fresh, cid),
+                                                 dict(self.env, SANDBOX_PYTHON=wrapper))
+            finally:
+                self.delete_f(cid)
+            if code != 0:
+                raise CommandFailed(["SANDBOX_PYTHON=python -X importtime", "sandbox-runc", "create"], code, err)
+            parsed = parse_importtime(err)
+            totals.append(parsed["total_us"])
+            for k, v in parsed["top_level_us"].items():
+                tops.setdefault(k, []).append(v)
+        top = sorted(((median(v) / 1e3, k) for k, v in tops.items()), reverse=True)[:15]
+        self.analysis["imports"] = {"runs": runs, "total_ms": median(totals) / 1e3,
+                                    "top_level_cumulative_ms": [{"module": k, "ms": ms} for ms, k in top]}
+        # 3. cProfile of one fresh-config create
+        _progress("analyse: cProfile")
+        prepare(False)
+        cid = self.new_id("an-prof")
+        try:
+            code, out, err = self.run_to_files([self.shim_python, *flags, "-c", CPROFILE_PY, "--root", self.root,
+                                                "create", "-b", fresh, cid], env)
+        finally:
+            self.delete_f(cid)
+        if code != 0:
+            raise CommandFailed(["cProfile", "create"], code, err)
+        self.analysis["cprofile"] = out
+        _progress("analyse: done\n" if sys.stderr.isatty() else "analyse: done")
+
+    def analysis_markdown(self) -> str:
+        a = self.analysis
+        if not a:
+            return ""
+        parts = ["## Where the time of `sandbox-runc create` goes", ""]
+        for key in ("phases_fresh", "phases_hardened", "phases_nocache"):
+            if key not in a:
+                continue
+            ph = a[key]
+            parts += [f"### In-process phases, {ph['title']}: median of {ph['runs']} fresh interpreters", "",
+                      f"Total in-process (after interpreter start-up): {fmt_num(ph['total_in_process_ms'])} ms", ""]
+            parts.append(format_table(("phase", "calls", "ms"),
+                                      [[k, str(v["calls"]), fmt_num(v["median_ms"])]
+                                       for k, v in ph["phases_ms"].items()], align=("l", "r", "r")))
+            parts.append("")
+        if "imports" in a:
+            im = a["imports"]
+            parts += [f"### `-X importtime` (median of {im['runs']}): {fmt_num(im['total_ms'])} ms of imports in all",
+                      ""]
+            parts.append(format_table(("top-level import", "cumulative ms"),
+                                      [[r["module"], fmt_num(r["ms"])] for r in im["top_level_cumulative_ms"]],
+                                      align=("l", "r")))
+            parts.append("")
+        if "cprofile" in a:
+            parts += ["### cProfile of one create (fresh config)", "", "```", a["cprofile"].strip(), "```", ""]
+        return "\n".join(parts)
+
+
+def dispatcher_python(shim: str) -> tuple[str | None, str]:
+    """(site-packages holding sandbox beside the shim, or None for an editable install; its python3),
+    found as bin/sandbox-runc finds them: with the first, it starts Python with -I -S."""
+    import glob
+
+    here = os.path.dirname(os.path.realpath(shim))
+    py = os.path.join(here, "python3")
+    py = py if os.access(py, os.X_OK) else (shutil.which("python3") or sys.executable)
+    for sp in sorted(glob.glob(os.path.join(here, "..", "lib", "python3*", "site-packages"))):
+        if os.path.isfile(os.path.join(sp, "sandbox", "shim.py")):
+            return os.path.normpath(sp), py
+    return None, py
+
+
+def seccomp_filters(pid: int) -> list[list[tuple[int, int, int, int]]]:
+    """The seccomp programs attached to `pid` (newest first), read with PTRACE_SECCOMP_GET_FILTER (root)."""
+    import ctypes
+    import errno
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    seize, interrupt, detach, get_filter = 0x4206, 0x4207, 17, 0x420C
+    if libc.ptrace(seize, pid, None, None) != 0:
+        raise BenchError(f"cannot ptrace pid {pid}: {os.strerror(ctypes.get_errno())}")
+    progs: list[list[tuple[int, int, int, int]]] = []
+    try:
+        libc.ptrace(interrupt, pid, None, None)
+        os.waitpid(pid, 0x40000000)  # __WALL: the tracee stops for us
+        while True:
+            n = libc.ptrace(get_filter, pid, ctypes.c_void_p(len(progs)), None)
+            if n < 0:
+                err = ctypes.get_errno()
+                if err == errno.ENOENT:
+                    return progs
+                raise BenchError(f"PTRACE_SECCOMP_GET_FILTER on pid {pid}: {os.strerror(err)}")
+            buf = ctypes.create_string_buffer(8 * n)
+            libc.ptrace(get_filter, pid, ctypes.c_void_p(len(progs)), buf)
+            progs.append([struct.unpack_from("<HBBI", buf.raw, 8 * j) for j in range(n)])
+    finally:
+        libc.ptrace(detach, pid, None, None)
+
+
+def _become_subreaper() -> None:
+    """Orphaned container processes come to us (and are reaped), not to whatever pid 1 is."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+# --- the machine ----------------------------------------------------------------------------------------------
+
+def sandbox_info(shim: str | None) -> dict[str, Any]:
+    """Which sandbox was measured: the repository commit and how the dispatcher starts Python."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    info: dict[str, Any] = {}
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "sandbox", "bin", "profiles"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        info["commit"] = (head or "unknown") + (" (sandbox/, bin/ or profiles/ modified)" if dirty else "")
+    except OSError:
+        info["commit"] = "unknown"
+    if shim:
+        sp, py = dispatcher_python(shim)
+        info["sandbox-runc"] = shim
+        info["install"] = (f"regular: the dispatcher starts `{py} -I -S` with {sp}" if sp else
+                           f"editable: the dispatcher falls back to `{py} -I` (site and .pth files on)")
+    return info
+
+
+def machine_info(runc: str, python: str) -> dict[str, Any]:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unknown"
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from sandbox.host import cgroup_version
+
+        cgroup = cgroup_version()
+    except Exception:  # noqa: BLE001 - informational only
+        cgroup = "unknown"
+    fs = "unknown"
+    try:
+        fs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()], capture_output=True, text=True,
+                            check=False).stdout.strip()
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "kernel": platform.release(),
+        "runc": first_line([runc, "--version"]), "python": first_line([python, "-VV"]),
+        "podman": first_line(["podman", "--version"]) if shutil.which("podman") else "not installed",
+        "cgroup": cgroup, "tmp_fs": fs, "os": first_line(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
+    }
+
+
+def machine_markdown(m: dict[str, Any]) -> str:
+    return "\n".join(f"- {k}: {v}" for k, v in m.items())
+
+
+# --- main --------------------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, help="measured rounds per comparison (default 21; --quick 5)")
+    p.add_argument("--warmup", type=int, help="discarded rounds before them (default 2; --quick 1)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 5 runs, fewer iterations")
+    p.add_argument("--json", metavar="FILE", help="also write every sample and the verdicts here")
+    p.add_argument("--only", metavar="SECTIONS", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--analyse", action="store_true",
+                   help="also break `sandbox-runc create` down (phases, -X importtime, cProfile)")
+    p.add_argument("--runc", metavar="PATH", help="the real runc (default: runc on PATH)")
+    p.add_argument("--iterations", type=int, help="transform.apply iterations per profile (default 2000)")
+    p.add_argument("--syscall-iterations", type=int, help="iterations per syscall in the container "
+                   "(default 2,000,000; --quick 200,000)")
+    p.add_argument("--tmpdir", metavar="DIR", help="where the temporary directory goes (parents must be 0755)")
+    p.add_argument("--fail-on-miss", action="store_true", help="exit 3 when a budget is missed")
+    a = p.parse_args(argv)
+    a.runs = a.runs if a.runs is not None else (5 if a.quick else 21)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
+    a.iterations = a.iterations or (200 if a.quick else 2000)
+    a.syscall_iterations = a.syscall_iterations or (200_000 if a.quick else 2_000_000)
+    if a.runs < 1 or a.warmup < 0 or a.iterations < 1 or a.syscall_iterations < 1:
+        p.error("--runs, --iterations and --syscall-iterations must be positive, --warmup not negative")
+    a.sections = SECTIONS if not a.only else tuple(s.strip() for s in a.only.split(",") if s.strip())
+    unknown = set(a.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    needs_root = set(args.sections) - {"transform"} or args.analyse
+    if needs_root and os.geteuid() != 0:
+        print("bench.py: run as root (runc, podman and user namespaces); --only transform works unprivileged",
+              file=sys.stderr)
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    bench = Bench(args)
+    started = time.time()
+    interrupted = False
+    try:
+        bench.setup()
+        for section in SECTIONS:
+            if section not in args.sections:
+                continue
+            try:
+                getattr(bench, section)()
+            except BenchError as e:
+                bench.errors += 1
+                bench.add(Row(f"{section} section", "", verdict=ERROR, detail=str(e), section=section))
+                print(f"\nbench.py: {section}: {e}", file=sys.stderr)
+        if args.analyse:
+            try:
+                bench.analyse()
+            except BenchError as e:
+                bench.errors += 1
+                bench.notes.append(f"--analyse failed: {e}")
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nbench.py: interrupted; cleaning up", file=sys.stderr)
+    except BenchError as e:
+        bench.errors += 1
+        print(f"bench.py: {e}", file=sys.stderr)
+    finally:
+        bench.cleanup()
+    machine = machine_info(bench.runc if hasattr(bench, "runc") else "runc", sys.executable)
+    machine.update(sandbox_info(getattr(bench, "shim", None)))
+    misses = [r for r in bench.rows if r.verdict == MISS]
+    if interrupted:
+        print("\n**Interrupted: partial results.**")
+    print(f"\n## sandbox-runc vs runc — medians of {args.runs} interleaved runs after {args.warmup} warm-up\n")
+    print(render(bench.rows))
+    if bench.notes:
+        print("\nNotes:\n" + "\n".join(f"- {n}" for n in bench.notes))
+    print(f"\nBudgets: {sum(r.verdict == PASS for r in bench.rows)} PASS, {len(misses)} MISS, "
+          f"{bench.errors} section error(s). Took {time.time() - started:.0f} s.\n")
+    print("Machine:\n" + machine_markdown(machine))
+    if bench.analysis:
+        print("\n" + bench.analysis_markdown())
+    if args.json:
+        doc = {
+            "schema": 1, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+            "machine": machine,
+            "budgets": {"passthrough_max_ratio": PASSTHROUGH_MAX_RATIO, "added_max_floors": ADDED_MAX_FLOORS,
+                        "engine_max_ratio": ENGINE_MAX_RATIO, "transform_max_p50_ms": TRANSFORM_MAX_P50_MS,
+                        "rss_max_mib": RSS_MAX_MIB},
+            "floor_ms": bench.floor_ms,
+            "rows": [dict(asdict(r), ratio=r.ratio) for r in bench.rows],
+            "notes": bench.notes, "samples": bench.samples, "analysis": bench.analysis,
+            "misses": [r.metric for r in misses], "errors": bench.errors, "interrupted": interrupted,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+    if interrupted:
+        return 130
+    if bench.errors:
+        return 1
+    return 3 if misses and args.fail_on_miss else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
