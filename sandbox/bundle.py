@@ -205,6 +205,12 @@ def read_config(bundle_dir: str) -> dict[str, Any]:
     if not isinstance(proc, dict):
         raise BundleError("missing (runc needs it to create a container)" if proc is None
                           else f"must be an object, not {_json_type(proc)}", location=loc, field="process")
+    from .ocishape import check
+
+    problem = check(config)
+    if problem:
+        field, _, message = problem.partition(": ")
+        raise BundleError(message, location=loc, field=field)
     return config
 
 

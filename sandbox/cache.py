@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .opconfig import OperatorConfig
     from .profile import Profile
 
-FORMAT = 2
+FORMAT = 3
 DEFAULT_DIR = "/var/cache/sandbox/compiled"
 
 
@@ -128,7 +128,7 @@ def lookup(kind: str, key: str) -> Any:
         if entry["format"] != (FORMAT, sys.hexversion) or entry["key"] != key:
             return None
         for path, digest, fingerprint in entry["deps"]:
-            if _fingerprint(path) == fingerprint:
+            if fingerprint is not None and _fingerprint(path) == fingerprint:
                 continue  # unchanged since the entry was written, when its bytes hashed to `digest`
             data = _read(path)
             if data is None or _sha256(data) != digest:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tables
+from ._record import replace
 from .errors import Location, ProfileError, ProfileErrors
 from .profile import (
     DevicePolicy,
@@ -129,6 +130,7 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Doc]:
     import yaml
 
     doc = _Doc(file)
+    _check_depth(text, file)
     try:
         node = yaml.compose(text, Loader=_yaml_loader())
     except yaml.MarkedYAMLError as e:
@@ -141,6 +143,37 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Doc]:
         raise ProfileError("the file is empty", location=Location(file))
     constructor = yaml.constructor.SafeConstructor()
     return _walk(node, (), doc, constructor, 0), doc
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse deep nesting before composing: libyaml's composer recurses once per level and a
+    few tens of thousands of `[` crash the interpreter.  The event stream does not recurse."""
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_yaml_loader()):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+                    raise ProfileError(f"nested deeper than {MAX_DEPTH} levels", location=loc)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # the composer reports it with its position
+
+
+def _construct(constructor: Any, node: Any, loc: Location, path: Path) -> Any:
+    import yaml
+
+    try:
+        return constructor.construct_object(node)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError, OverflowError) as e:
+        # e.g. `!!int abc`, `!!timestamp x`, an integer of more than 4300 digits
+        text = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(f"invalid value: {text}", location=loc, field=_dotted(path)) from None
 
 
 def _walk(node: Any, path: Path, doc: _Doc, constructor: Any, depth: int) -> Any:
@@ -159,7 +192,8 @@ def _walk(node: Any, path: Path, doc: _Doc, constructor: Any, depth: int) -> Any
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
                 raise ProfileError("mapping keys must be plain strings", location=loc, field=_dotted(path))
-            key = str(constructor.construct_object(knode))
+            kmark = knode.start_mark
+            key = str(_construct(constructor, knode, Location(doc.file, kmark.line + 1, kmark.column + 1), path))
             if key == "<<":
                 raise ProfileError("YAML merge keys (<<) are not supported", location=loc, field=_dotted(path))
             kmark = knode.start_mark
@@ -172,10 +206,7 @@ def _walk(node: Any, path: Path, doc: _Doc, constructor: Any, depth: int) -> Any
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(v, (*path, i), doc, constructor, depth + 1) for i, v in enumerate(node.value)]
-    try:
-        value = constructor.construct_object(node)
-    except yaml.YAMLError as e:
-        raise ProfileError(f"invalid value: {e}", location=loc, field=_dotted(path)) from None
+    value = _construct(constructor, node, loc, path)
     if not isinstance(value, str | int | float | bool | type(None)):
         # timestamps, binary: a profile never needs them; refuse rather than guess
         raise ProfileError(f"unsupported YAML value of type {type(value).__name__}", location=loc,
@@ -470,8 +501,9 @@ def _check_seccomp(v: _Validator, d: dict[str, Any], p: Path, base_dir: str) -> 
             v.err((*p, "default_action"), f"must be one of {', '.join(choices)} (or an SCMP_ACT_* name "
                   f"other than SCMP_ACT_ALLOW), got {a!r}")
     if "default_errno" in d and tables.errno_number(d["default_errno"]) is None:
+        dym = tables.did_you_mean(str(d["default_errno"]).upper(), tables.known_errnos())
         v.err((*p, "default_errno"), f"unknown errno {d['default_errno']!r}",
-              f"did you mean {tables.did_you_mean(str(d['default_errno']).upper(), tables.known_errnos())!r}?")
+              f"did you mean {dym!r}?" if dym else "a name such as EPERM, or a number from 1 to 4095")
     for key in ("deny", "allow"):
         if key in d:
             _check_syscall_names(v, v.str_list(d[key], (*p, key)), (*p, key))
@@ -762,7 +794,12 @@ def load_profile_with_warnings(ref: str, *, search_dirs: tuple[str, ...] = (),
     leaf = chain[0]
     merged["name"] = leaf.data["name"]
     merged.pop("extends", None)
-    return build_profile(merged, source=leaf.doc.file, extends=leaf.data.get("extends")), warnings
+    files = [lay.doc.file for lay in chain if not lay.doc.file.startswith("<builtin>")]
+    base = (merged.get("seccomp") or {}).get("base")
+    if isinstance(base, str) and base not in ("runtime-default", "none"):
+        files.append(base)
+    profile = build_profile(merged, source=leaf.doc.file, extends=leaf.data.get("extends"))
+    return replace(profile, files=tuple(files)), warnings
 
 
 def _normalise_paths(body: dict[str, Any], base_dir: str) -> dict[str, Any]:

@@ -139,6 +139,8 @@ class Profile:
     hooks: HookPolicy = HookPolicy()
     lsm: LsmPolicy = LsmPolicy()
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # every operator file the profile was built from (chain and seccomp base), for trust checks
+    files: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def rule(self) -> str:

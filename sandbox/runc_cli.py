@@ -82,6 +82,9 @@ def parse(argv: list[str]) -> Invocation:
     inv = Invocation(argv=list(argv))
     i = 0
     while i < len(argv):
+        if argv[i] == "--":  # Go's flag parsing: the end of the global flags
+            i += 1
+            break
         sp = _split(argv[i])
         if sp is None:
             break
@@ -105,9 +108,15 @@ def parse(argv: list[str]) -> Invocation:
             i += 1
             continue
         if sp is None:
-            # Go's flag parsing stops at the first positional: the rest (exec's command) is positional
-            inv.positionals.extend(range(i, len(argv)))
-            break
+            if inv.subcommand == "exec":
+                # exec keeps its arguments in order (the command follows the id)
+                inv.positionals.extend(range(i, len(argv)))
+                break
+            # every other command: urfave/cli moves flags written after the arguments in front of
+            # them, so runc honours `create ID --bundle B`; so must we
+            inv.positionals.append(i)
+            i += 1
+            continue
         name, value = sp
         start = i
         if name in value_flags and value is None:

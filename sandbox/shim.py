@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(EXIT_INVALID)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # never a traceback into an engine's log; fail closed with the reason
+        shim.report(SandboxError(f"internal error ({e.__class__.__name__}): {e}"))
+        sys.exit(EXIT_INVALID)
     finally:
         shim.remove_temp_files()
     sys.exit(code)
@@ -86,7 +89,9 @@ class _Shim:
         if log:
             write_runc_log(log, self.inv.globals.get("log-format") or "text", msg)
         try:
-            if self.op is not None and isinstance(e, PolicyRefusal | SandboxError):
+            from .errors import AuditError
+
+            if self.op is not None and not isinstance(e, AuditError):
                 self._audit([{"event": "refused" if isinstance(e, PolicyRefusal) else "error",
                               "data": {"reason": msg, "subcommand": self.inv.subcommand}}])
         except SandboxError as ae:
@@ -173,12 +178,16 @@ class _Shim:
                                     f"profile the operator does not allow (allowed: {allowed})")
             ref = requested
         elif isinstance(applied, str) and "@" in applied and not requested:
-            ref = applied.split("@", 1)[0]
+            # exec/update: the profile the container was created under (recorded by name; the
+            # default profile may be configured by path)
+            name = applied.split("@", 1)[0]
+            if name != load_profile(op.default_profile, op.profile_dirs).name:
+                ref = name
         profile = load_profile(ref, op.profile_dirs)
-        if not profile.source.startswith("<builtin>"):
-            from .errors import ProfileError
+        from .errors import ProfileError
 
-            check_trusted_file(profile.source, "profile", ProfileError)
+        for path in profile.files:  # the whole chain and any seccomp file, not only the leaf
+            check_trusted_file(path, "profile", ProfileError)
         if op.floor and ref != op.default_profile and ref != op.floor:
             from .diff import diff
 
@@ -224,7 +233,12 @@ class _Shim:
             # a failed create must not leave a half-made container behind
             self._cleanup()
             event, data["reason"] = "error", f"runc {self.inv.subcommand} failed"
-        self._audit([{"event": event, "data": data}], bundle)
+        try:
+            self._audit([{"event": event, "data": data}], bundle)
+        except SandboxError:
+            if event == "created":
+                self._cleanup()  # a container whose creation cannot be recorded must not stay
+            raise
         return code
 
     def _cleanup(self) -> None:

@@ -143,6 +143,8 @@ def errno_number(value: str | int) -> int | None:
         return None
     if isinstance(value, int):
         return value if 0 < value < 4096 else None
+    if not isinstance(value, str):
+        return None
     v = value.strip().upper()
     if v.isdigit():
         return errno_number(int(v))
