@@ -64,3 +64,15 @@ def status_caps(text):
         if key in out:
             out[key + "_names"] = set(cap_names(int(out[key], 16)))
     return out
+
+
+def audit_records(path, cid=None):
+    """The audit log's records (of one container, if `cid`), or [] when there is no log yet."""
+    import json
+
+    try:
+        with open(path) as f:
+            recs = [json.loads(line) for line in f]
+    except FileNotFoundError:
+        return []
+    return [r for r in recs if cid is None or r["container_id"] == cid]

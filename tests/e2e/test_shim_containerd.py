@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.daemons import Containerd, logging_runtime, oci_image_tar, read_argv_log
-from tests.e2e.engines import ANNOTATION, operator_config, require_tool, shim_path, status_caps
+from tests.e2e.engines import ANNOTATION, audit_records, operator_config, require_tool, shim_path, status_caps
 
 pytestmark = pytest.mark.e2e
 
@@ -49,12 +49,7 @@ class _Engine:
                         *(("--user", user) if user else ()), cid, *cmd)
 
     def records(self, cid=None):
-        try:
-            with open(self.audit) as f:
-                recs = [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
-        return [r for r in recs if cid is None or r["container_id"] == cid]
+        return audit_records(self.audit, cid)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.daemons import Dockerd, logging_runtime, read_argv_log, rootfs_tar_bytes
-from tests.e2e.engines import operator_config, require_tool, shim_path, status_caps
+from tests.e2e.engines import audit_records, operator_config, require_tool, shim_path, status_caps
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +58,7 @@ class _Engine:
         return self.daemon.docker(*args, timeout=timeout, input=input)
 
     def records(self, cid=None):
-        try:
-            with open(self.audit) as f:
-                recs = [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
-        return [r for r in recs if cid is None or r["container_id"] == cid]
+        return audit_records(self.audit, cid)
 
     def run_detached(self, *opts, runtime="sandbox", cmd=("sleep", "60")):
         res = self.docker("run", "-d", *(("--runtime", runtime) if runtime else ()), "--network", "none", *opts,
