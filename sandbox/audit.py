@@ -23,6 +23,7 @@ import time
 
 from . import _fastjson as json
 from ._record import record
+from .digest import sha256_hex
 from .errors import AuditError, AuditIntegrityError
 
 TYPE_CHECKING = False
@@ -61,7 +62,7 @@ def canonical(obj: Any) -> bytes:
 def digest(body: dict[str, Any], key: bytes | None = None) -> str:
     data = canonical(body)
     if key is None:
-        return _sha256(data).hexdigest()
+        return sha256_hex(data)
     import hmac  # only HMAC users pay for it
 
     return hmac.new(key, data, "sha256").hexdigest()
@@ -72,17 +73,6 @@ def _plain(value: Any) -> Any:
     # (tuples become lists, int keys strings, odd objects their str()).
     return json.loads(json.dumps(value, default=str))
 
-
-def _sha256(data: bytes) -> Any:
-    # the builtin module is far cheaper to import than hashlib (which loads OpenSSL)
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data)
 
 
 def build_records(events: Iterable[dict[str, Any]], *, seq: int, prev: str, ts_ns: int, host: str,

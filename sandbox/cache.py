@@ -16,6 +16,8 @@ import marshal
 import os
 import sys
 
+from .digest import sha256_hex
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,17 +28,6 @@ if TYPE_CHECKING:
 
 FORMAT = 3
 DEFAULT_DIR = "/var/cache/sandbox/compiled"
-
-
-def _sha256(data: bytes) -> str:
-    try:
-        from _sha256 import sha256
-    except ImportError:  # Python 3.12+
-        try:
-            from _sha2 import sha256
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data).hexdigest()
 
 
 def cache_dir() -> str | None:
@@ -112,7 +103,7 @@ def _read(path: str) -> bytes | None:
 
 
 def _entry_path(directory: str, kind: str, key: str) -> str:
-    return os.path.join(directory, f"{kind}-{_sha256(key.encode())[:32]}.bin")
+    return os.path.join(directory, f"{kind}-{sha256_hex(key.encode())[:32]}.bin")
 
 
 def lookup(kind: str, key: str) -> Any:
@@ -131,7 +122,7 @@ def lookup(kind: str, key: str) -> Any:
             if fingerprint is not None and _fingerprint(path) == fingerprint:
                 continue  # unchanged since the entry was written, when its bytes hashed to `digest`
             data = _read(path)
-            if data is None or _sha256(data) != digest:
+            if data is None or sha256_hex(data) != digest:
                 return None
         return entry["value"]
     except (ValueError, EOFError, TypeError, KeyError):
@@ -145,7 +136,7 @@ def store(kind: str, key: str, value: Any, deps: list[tuple[str, bytes]]) -> Non
         return
     files = {p: d for p, d in deps}
     entry = {"format": (FORMAT, sys.hexversion), "key": key, "value": value,
-             "deps": sorted((p, _sha256(d), _stable_fingerprint(p, d)) for p, d in files.items())}
+             "deps": sorted((p, sha256_hex(d), _stable_fingerprint(p, d)) for p, d in files.items())}
     path = _entry_path(directory, kind, key)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -20,7 +20,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -889,10 +889,6 @@ def build_profile(d: dict[str, Any], *, source: str = "", extends: str | None = 
         lsm=LsmPolicy(apparmor=d.get("apparmor"), selinux=d.get("selinux")),
         resolved=resolved,
     )
-
-
-def iter_builtin_names() -> Iterator[str]:
-    yield from BUILTIN_PROFILES
 
 
 def field_location(profile: Profile, field: str) -> Location:

@@ -133,10 +133,6 @@ def normalize_capability(name: str) -> str | None:
     return n if n in CAPABILITY_NUMBERS else None
 
 
-def known_capabilities() -> tuple[str, ...]:
-    return CAPABILITIES
-
-
 def errno_number(value: str | int) -> int | None:
     """`EPERM`, `eperm` or `1` -> 1."""
     if isinstance(value, bool):
