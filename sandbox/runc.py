@@ -62,7 +62,7 @@ def is_shim(path: str, self_names: tuple[str, ...] = ("sandbox-runc",)) -> bool:
     try:
         if not _is_regular_fd(fd):
             return False
-        head = os.read(fd, 4096)
+        head = os.read(fd, 1 << 16)  # the compiled dispatcher keeps the marker in .rodata
     except OSError:
         return False
     finally:

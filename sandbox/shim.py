@@ -18,6 +18,7 @@ from .runc_cli import HARDENED, Invocation, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
 
@@ -26,29 +27,8 @@ APPLIED_ANNOTATION_SUFFIX = ".applied"
 
 def main(argv: list[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    inv = parse(args)
-    shim = _Shim(inv)
-    try:
-        shim.load()
-        if inv.subcommand not in HARDENED:
-            shim.exec_runc(args)
-        if inv.subcommand in ("create", "run", "restore"):
-            code = shim.harden_bundle()
-        elif inv.subcommand == "exec":
-            code = shim.harden_exec()
-        else:
-            code = shim.harden_update()
-    except SandboxError as e:
-        shim.report(e)
-        sys.exit(EXIT_INVALID)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # never a traceback into an engine's log; fail closed with the reason
-        shim.report(SandboxError(f"internal error ({e.__class__.__name__}): {e}"))
-        sys.exit(EXIT_INVALID)
-    finally:
-        shim.remove_temp_files()
-    sys.exit(code)
+    shim = _Shim(parse(args))
+    sys.exit(shim.guarded(lambda: shim.dispatch(args)))
 
 
 class _Shim:
@@ -60,6 +40,33 @@ class _Shim:
         self.audit: Any = None
         self.stdin_data: bytes | None = None
         self.temp_files: list[str] = []  # rewritten --process/--resources files: removed once runc returns
+        self.served_by = ""  # "daemon" when the sandbox daemon does this work (recorded in the audit log)
+        self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
+
+    def dispatch(self, args: list[str]) -> int:
+        self.load()
+        if self.inv.subcommand not in HARDENED:
+            self.exec_runc(args)
+        if self.inv.subcommand in ("create", "run", "restore"):
+            return self.harden_bundle()
+        if self.inv.subcommand == "exec":
+            return self.harden_exec()
+        return self.harden_update()
+
+    def guarded(self, step: Callable[[], int]) -> int:
+        """Run `step`; a failure is reported where the engine shows it and becomes runc's exit code 1."""
+        try:
+            return step()
+        except SandboxError as e:
+            self.report(e)
+            return EXIT_INVALID
+        except KeyboardInterrupt:
+            return 130
+        except Exception as e:  # never a traceback into an engine's log; fail closed with the reason
+            self.report(SandboxError(f"internal error ({e.__class__.__name__}): {e}"))
+            return EXIT_INVALID
+        finally:
+            self.remove_temp_files()
 
     # -- set-up ---------------------------------------------------------------------
     def load(self) -> None:
@@ -202,6 +209,11 @@ class _Shim:
 
     # -- create / run / restore -------------------------------------------------------------
     def harden_bundle(self) -> int:
+        bundle = self.prepare_bundle()
+        return self.finish_bundle(bundle, self.spawn_runc(self.inv.argv))
+
+    def prepare_bundle(self) -> str:
+        """Everything before runc: select, harden, audit the decisions, write config.json; the bundle path."""
         from .bundle import read_config, write_config_atomic
         from .service import harden
 
@@ -209,9 +221,10 @@ class _Shim:
         config = read_config(bundle)
         self.profile = self.select_profile(config)
         outcome = harden(self.profile, config, bundle)
-        self._audit([{"event": "profile_resolved", "data": {"source": self.profile.source,
-                                                            "mode": self.profile.mode,
-                                                            "subcommand": self.inv.subcommand}}]
+        resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
+        if self.served_by:
+            resolved["served_by"] = self.served_by
+        self._audit([{"event": "profile_resolved", "data": resolved}]
                     + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions], bundle)
         if outcome.refused:
             from .formats import refusal_message
@@ -223,7 +236,10 @@ class _Shim:
                 f"{self.profile.name}@{self.profile.sha256[:16]}"
         if new != config:
             write_config_atomic(bundle, new)
-        code = self.spawn_runc(self.inv.argv)
+        return bundle
+
+    def finish_bundle(self, bundle: str, code: int) -> int:
+        """Record what runc did with the hardened bundle; a failed create is removed."""
         data: dict[str, Any] = {"runc_exit": code}
         if self.inv.subcommand == "run":
             event = "exited"
@@ -242,6 +258,9 @@ class _Shim:
         return code
 
     def _cleanup(self) -> None:
+        if self.served_by:
+            self.cleanup_wanted = True
+            return
         import subprocess
 
         cid = self.inv.container_id

@@ -6,3 +6,27 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 OCI = os.path.join(ROOT, "oci")
+
+
+import pytest  # noqa: E402
+
+C_DISPATCHER_SRC = os.path.join(ROOT, "csrc", "sandbox-runc.c")
+SH_DISPATCHER = os.path.join(ROOT, "bin", "sandbox-runc")
+
+
+@pytest.fixture(scope="session")
+def c_dispatcher(tmp_path_factory):
+    """csrc/sandbox-runc.c compiled as setup.py compiles it (its Python path: set SANDBOX_PYTHON)."""
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        if os.environ.get("SANDBOX_E2E") == "require":
+            pytest.fail("no C compiler to build the sandbox-runc dispatcher (SANDBOX_E2E=require)")
+        pytest.skip("no C compiler to build the sandbox-runc dispatcher")
+    d = tmp_path_factory.mktemp("cbin")
+    os.chmod(d, 0o755)
+    out = d / "sandbox-runc"
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(out), C_DISPATCHER_SRC], check=True)
+    return str(out)

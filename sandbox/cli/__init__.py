@@ -35,11 +35,12 @@ def cli() -> None:
 def _register() -> None:
     from .audit_cmd import audit
     from .check_cmd import apply_cmd, check
+    from .daemon_cmd import daemon
     from .profile_cmd import profile
     from .run_cmd import run
     from .verify_cmd import verify
 
-    for cmd in (profile, check, apply_cmd, run, verify, audit):
+    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon):
         cli.add_command(cmd)
 
 

@@ -11,8 +11,6 @@ from sandbox.runc_cli import parse
 from sandbox.shim import _Shim, write_runc_log
 from tests.conftest import ROOT
 
-SHIM = os.path.join(ROOT, "bin", "sandbox-runc")
-
 
 def test_runc_log_json_line_as_runc_writes_it(tmp_path):
     log = tmp_path / "log.json"
@@ -61,31 +59,6 @@ def test_recorded_profile_used_for_exec():
     s = shim_with(OperatorConfig(), ("exec", "c1", "sh"))
     cfg = {"annotations": {"org.sandbox-runtime.profile.applied": "strict@0123456789abcdef"}}
     assert s.select_profile(cfg).name == "strict"
-
-
-def _dispatch(tmp_path, *args, env=None):
-    fake = tmp_path / "fake-runc"
-    fake.write_text('#!/bin/sh\necho "REAL $*"\n')
-    fake.chmod(0o755)
-    e = {"PATH": "/usr/bin:/bin", "SANDBOX_RUNC": str(fake), **(env or {})}
-    return subprocess.run(["sh", SHIM, *args], capture_output=True, text=True, env=e, timeout=20)
-
-
-@pytest.mark.parametrize("argv", [["state", "c1"], ["--root", "/r", "--log", "x", "list"], ["--version"],
-                                  ["kill", "c1", "KILL"], ["--log-format", "json", "delete", "-f", "c1"]])
-def test_dispatcher_passes_through_without_python(tmp_path, argv):
-    res = _dispatch(tmp_path, *argv, env={"SANDBOX_PYTHON": "/nonexistent/python"})
-    assert res.returncode == 0 and res.stdout == f"REAL {' '.join(argv)}\n"
-
-
-def test_dispatcher_sends_create_to_python(tmp_path):
-    res = _dispatch(tmp_path, "--root", "/r", "create", "c1", env={"SANDBOX_PYTHON": "/nonexistent/python"})
-    assert res.returncode == 127 and "nonexistent" in res.stderr
-
-
-def test_dispatcher_refuses_to_loop(tmp_path):
-    res = _dispatch(tmp_path, "state", "x", env={"SANDBOX_RUNC_SHIM_ACTIVE": "1"})
-    assert res.returncode == 127 and "sandbox-runc itself" in res.stderr
 
 
 def test_shim_module_imports_lazily():

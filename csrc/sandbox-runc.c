@@ -1,0 +1,392 @@
+/* sandbox-runc: sandbox's drop-in runc, the compiled dispatcher.
+ *
+ * Passthrough subcommands (state, start, kill, delete, list, ps, features, ...) exec the real
+ * runc at once: no Python, no shell, one exec.  create and run are handed to the sandbox daemon
+ * when one is listening on a root-only socket (the hardening work is done by a warm process);
+ * otherwise, and for restore/exec/update, they go to the Python hardening path (sandbox.shim).
+ * The real runc: $SANDBOX_RUNC, else `runc:` in the operator config, else the first `runc` on
+ * PATH that is not this program.  bin/sandbox-runc is the POSIX sh twin used where no C
+ * compiler was found at install time; both must decide alike (tests/unit/test_dispatcher.py).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* sandbox.runc.is_shim() looks for this marker so that PATH search never picks us as runc */
+__attribute__((used)) static const char shim_marker[] = "SANDBOX-RUNC-SHIM";
+
+#define EXIT_INVALID 1
+#define EXIT_NOT_FOUND 127
+#define DEFAULT_CONFIG "/etc/sandbox/config.yaml"
+#define DEFAULT_SOCKET "/run/sandbox/daemon.sock"
+#define DAEMON_TIMEOUT_S 30
+#define REPLY_MAX (256 * 1024)
+
+static const char py_fast[] =
+    "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.shim import main; main()";
+static const char py_site[] = "from sandbox.shim import main; main()";
+
+static void say(const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+    dprintf(2, "sandbox-runc: %.*s\n", n, buf);
+}
+
+#define die(code, ...) do { say(__VA_ARGS__); exit(code); } while (0)
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) *--e = 0;
+    return s;
+}
+
+/* `runc:` from the operator config, with the trust rule of the Python side: a regular file
+ * (a FIFO would block), owned by us (root), that no one else may write. */
+static char *runc_from_config(void) {
+    const char *conf = getenv("SANDBOX_CONFIG");
+    if (!conf || !*conf) conf = DEFAULT_CONFIG;
+    int fd = open(conf, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return NULL;
+        die(EXIT_INVALID, "%s: cannot read the operator config: %s", conf, strerror(errno));
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) die(EXIT_INVALID, "%s: not a regular file; refusing it", conf);
+    FILE *f = fdopen(fd, "r");
+    if (!f) die(EXIT_INVALID, "%s: %s", conf, strerror(errno));
+    char *line = NULL, *found = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        if (strncmp(line, "runc:", 5) != 0) continue;
+        char *v = line + 5, *hash = strchr(v, '#');
+        if (hash) *hash = 0;
+        v = trim(v);
+        if (*v == '"' || *v == '\'') v++;
+        size_t n = strlen(v);
+        if (n && (v[n - 1] == '"' || v[n - 1] == '\'')) v[n - 1] = 0;
+        found = strdup(v);
+        break;
+    }
+    free(line);
+    fclose(f);
+    if (found && *found) {
+        if (st.st_uid != geteuid())
+            die(EXIT_INVALID, "%s: operator config is not owned by root; refusing it", conf);
+        if (st.st_mode & 022)
+            die(EXIT_INVALID, "%s: operator config is writable by group or others; refusing it", conf);
+        return found;
+    }
+    free(found);
+    return NULL;
+}
+
+static char *runc_from_path(const struct stat *self) {
+    const char *path = getenv("PATH");
+    if (!path) return NULL;
+    char *copy = strdup(path), *save = NULL, *found = NULL;
+    /* strtok would skip empty entries, which mean the current directory */
+    for (char *d = copy; d; d = save) {
+        save = strchr(d, ':');
+        if (save) *save++ = 0;
+        char cand[PATH_MAX];
+        if (snprintf(cand, sizeof cand, "%s/runc", *d ? d : ".") >= (int)sizeof cand) continue;
+        struct stat st;
+        if (access(cand, X_OK) != 0 || stat(cand, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (self && st.st_dev == self->st_dev && st.st_ino == self->st_ino) continue;
+        found = strdup(cand);
+        break;
+    }
+    free(copy);
+    return found;
+}
+
+/* index of the subcommand: runc's global flags come first, some of them with a value */
+static int find_subcommand(int argc, char **argv) {
+    static const char *const valued[] = {"--log", "-log", "--log-format", "-log-format", "--root", "-root",
+                                         "--criu", "-criu", "--rootless", "-rootless", NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-') return i;
+        for (const char *const *v = valued; *v; v++)
+            if (strcmp(a, *v) == 0) { i++; break; }
+    }
+    return -1;
+}
+
+static int is_one_of(const char *s, const char *const *set) {
+    for (; s && *set; set++)
+        if (strcmp(s, *set) == 0) return 1;
+    return 0;
+}
+
+/* ---- the daemon client ------------------------------------------------------------------- */
+
+struct buf { char *p; size_t n, cap; };
+
+static void put(struct buf *b, const char *key, const char *val) {
+    size_t need = strlen(key) + strlen(val) + 2;
+    if (b->n + need > b->cap) {
+        b->cap = (b->n + need) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) die(EXIT_INVALID, "out of memory");
+    }
+    b->n += (size_t)sprintf(b->p + b->n, "%s=%s", key, val) + 1; /* keeps the NUL: it separates */
+}
+
+/* the socket is used only where nobody but root could have put it */
+static int trusted_socket(const char *path) {
+    char dir[PATH_MAX];
+    struct stat st;
+    if (strlen(path) >= sizeof dir) return 0;
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) return 0;
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) return 0;
+    return 1;
+}
+
+static int daemon_connect(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) return -1;
+    strcpy(sa.sun_path, path);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct timeval tv = {.tv_sec = DAEMON_TIMEOUT_S};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (connect(s, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != geteuid()) {
+        close(s);
+        return -1;
+    }
+    return s;
+}
+
+/* one request, one reply; the reply is NUL-separated key=value records.  NULL: no answer. */
+static char *daemon_call(const char *path, const struct buf *req, size_t *reply_len) {
+    int s = daemon_connect(path);
+    if (s < 0) return NULL;
+    size_t off = 0;
+    while (off < req->n) {
+        ssize_t w = send(s, req->p + off, req->n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { close(s); return NULL; }
+        off += (size_t)w;
+    }
+    shutdown(s, SHUT_WR);
+    char *reply = malloc(REPLY_MAX + 1);
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(s, reply + n, REPLY_MAX - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { n = 0; break; }
+        if (r == 0) break;
+        n += (size_t)r;
+        if (n == REPLY_MAX) { n = 0; break; }
+    }
+    close(s);
+    if (n == 0) { free(reply); return NULL; }
+    reply[n] = 0;
+    *reply_len = n;
+    return reply;
+}
+
+static const char *field(const char *reply, size_t len, const char *key) {
+    size_t k = strlen(key);
+    for (const char *p = reply; p < reply + len; p += strlen(p) + 1)
+        if (strncmp(p, key, k) == 0 && p[k] == '=') return p + k + 1;
+    return NULL;
+}
+
+static volatile pid_t child_pid;
+
+static void forward(int sig) {
+    if (child_pid > 0) kill(child_pid, sig);
+}
+
+/* the real runc as our child, so that its outcome can be recorded; signals go through to it */
+static int spawn_runc(const char *runc, char **argv) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t pid = fork();
+    if (pid < 0) die(EXIT_INVALID, "cannot fork: %s", strerror(errno));
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execv(runc, argv);
+        say("cannot execute runc at %s: %s", runc, strerror(errno));
+        _exit(EXIT_NOT_FOUND);
+    }
+    child_pid = pid;
+    struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) die(EXIT_INVALID, "waiting for runc: %s", strerror(errno));
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+/* create/run through the daemon.  Returns only when there is no usable daemon (the caller
+ * then takes the Python path); once the daemon has answered, this process ends here. */
+static void via_daemon(int argc, char **argv, const char *runc, int sub) {
+    const char *sock = getenv("SANDBOX_DAEMON_SOCKET");
+    if (!sock) sock = DEFAULT_SOCKET;
+    if (!*sock || strcmp(sock, "off") == 0 || !trusted_socket(sock)) return;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return;
+    struct buf req = {0};
+    put(&req, "op", "harden");
+    put(&req, "cwd", cwd);
+    put(&req, "runc", runc);
+    extern char **environ;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "SANDBOX_", 8) == 0) put(&req, "env", *e);
+    for (int i = 1; i < argc; i++) put(&req, "arg", argv[i]);
+    size_t len = 0;
+    char *reply = daemon_call(sock, &req, &len);
+    if (!reply) return;
+    const char *status = field(reply, len, "status"), *err = field(reply, len, "stderr");
+    if (!status || strcmp(status, "fallback") == 0) { free(reply); free(req.p); return; }
+    if (err && *err) dprintf(2, "%s", err);
+    if (strcmp(status, "ok") != 0) {
+        const char *code = field(reply, len, "code");
+        exit(code ? atoi(code) : EXIT_INVALID);
+    }
+    const char *ticket = field(reply, len, "ticket");
+    argv[0] = (char *)runc;
+    int code = spawn_runc(runc, argv);
+    struct buf out = {0};
+    char num[16];
+    snprintf(num, sizeof num, "%d", code);
+    put(&out, "op", "outcome");
+    put(&out, "ticket", ticket ? ticket : "");
+    put(&out, "code", num);
+    size_t olen = 0;
+    char *oreply = daemon_call(sock, &out, &olen);
+    const char *ostatus = oreply ? field(oreply, olen, "status") : NULL;
+    const char *oerr = oreply ? field(oreply, olen, "stderr") : NULL;
+    const char *cleanup = oreply ? field(oreply, olen, "cleanup") : NULL;
+    int recorded = ostatus && strcmp(ostatus, "ok") == 0;
+    if (oerr && *oerr) dprintf(2, "%s", oerr);
+    if (!ostatus) {
+        say("the sandbox daemon did not record the outcome of runc %s", argv[sub]);
+        cleanup = "1"; /* a create that cannot be recorded must not leave a container behind */
+    }
+    /* runc is run from here, never from the daemon: same environment, same parent as runc create */
+    const char *cid = field(reply, len, "cid");
+    if (cleanup && strcmp(cleanup, "1") == 0 && strcmp(argv[sub], "create") == 0 && cid && *cid) {
+        char *del[argc + 4];
+        int n = 0;
+        del[n++] = (char *)runc;
+        for (int i = 1; i < sub; i++) del[n++] = argv[i];
+        del[n++] = "delete";
+        del[n++] = "--force";
+        del[n++] = (char *)cid;
+        del[n] = NULL;
+        int saved = dup(1), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        dup2(null, 1); /* engines parse runc's stdout: the clean-up says nothing there */
+        spawn_runc(runc, del);
+        dup2(saved, 1);
+    }
+    exit(recorded ? code : EXIT_INVALID);
+}
+
+/* ---- the Python hardening path ------------------------------------------------------------ */
+
+static void exec_python(int argc, char **argv, const char *self_path) {
+    char here[PATH_MAX], py[PATH_MAX + 16], pattern[PATH_MAX + 64];
+    snprintf(here, sizeof here, "%s", self_path);
+    char *slash = strrchr(here, '/');
+    if (slash) *slash = 0;
+    const char *python = getenv("SANDBOX_PYTHON");
+    if (!python || !*python) {
+        snprintf(py, sizeof py, "%s/python3", here);
+        python = access(py, X_OK) == 0 ? py : "python3";
+    }
+    char **args = calloc((size_t)argc + 6, sizeof *args);
+    int n = 0;
+    args[n++] = (char *)python;
+    /* -S skips `site` and its .pth files, a third of Python's start-up; the package is then
+     * found in the venv's site-packages directly (an editable install needs site) */
+    snprintf(pattern, sizeof pattern, "%s/../lib/python3*/site-packages/sandbox/shim.py", here);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+        char *sp = strdup(g.gl_pathv[0]);
+        sp[strlen(sp) - strlen("/sandbox/shim.py")] = 0;
+        args[n++] = "-I";
+        args[n++] = "-S";
+        args[n++] = "-c";
+        args[n++] = (char *)py_fast;
+        args[n++] = sp;
+    } else {
+        args[n++] = "-I";
+        args[n++] = "-c";
+        args[n++] = (char *)py_site;
+    }
+    for (int i = 1; i < argc; i++) args[n++] = argv[i];
+    args[n] = NULL;
+    if (strchr(python, '/')) execv(python, args); else execvp(python, args);
+    die(EXIT_NOT_FOUND, "cannot execute %s: %s", python, strerror(errno));
+}
+
+int main(int argc, char **argv) {
+    /* a runc that is this program again (a copy installed as `runc` on PATH) must not loop */
+    const char *active = getenv("SANDBOX_RUNC_SHIM_ACTIVE");
+    if (active && *active)
+        die(EXIT_NOT_FOUND, "the runc found is sandbox-runc itself; set runc: in the operator config");
+    setenv("SANDBOX_RUNC_SHIM_ACTIVE", "1", 1);
+
+    char self_path[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    self_path[sl > 0 ? sl : 0] = 0;
+    struct stat self_st, *self = stat("/proc/self/exe", &self_st) == 0 ? &self_st : NULL;
+
+    char *real = getenv("SANDBOX_RUNC");
+    if (!real || !*real) real = runc_from_config();
+    if (!real || !*real) real = runc_from_path(self);
+
+    static const char *const hardened[] = {"create", "run", "restore", "exec", "update", NULL};
+    static const char *const served[] = {"create", "run", NULL};
+    int sub = find_subcommand(argc, argv);
+    const char *name = sub > 0 ? argv[sub] : NULL;
+    if (is_one_of(name, hardened)) {
+        if (real && *real) {
+            setenv("SANDBOX_RUNC", real, 1);
+            if (is_one_of(name, served)) via_daemon(argc, argv, real, sub);
+        }
+        exec_python(argc, argv, self_path);
+    }
+    if (!real || !*real) {
+        const char *conf = getenv("SANDBOX_CONFIG");
+        die(EXIT_NOT_FOUND, "runc not found (set runc: in %s or put runc on PATH)",
+            conf && *conf ? conf : DEFAULT_CONFIG);
+    }
+    argv[0] = real;
+    execv(real, argv);
+    die(126, "cannot execute runc at %s: %s", real, strerror(errno));
+}

@@ -1,0 +1,339 @@
+"""The sandbox daemon: a warm process that does sandbox-runc's create/run hardening.
+
+Every `sandbox-runc create` otherwise starts Python (≈12 ms here) and imports the hardening
+path (≈8 ms) before it can do ≈5 ms of real work; an engine pays that on every container.
+With the daemon listening, the compiled dispatcher (csrc/sandbox-runc.c) sends the request
+here, gets an answer, and runs runc itself, so runc stays a child of the engine's process
+(containerd-shim and conmon reap the container as a subreaper of their own). The work done is
+`sandbox.shim`'s, step for step; only where it runs changes.
+
+Protocol: a unix stream socket, one request per connection, NUL-separated `key=value` records;
+the client shuts down its write side, the daemon answers and closes.
+  op=harden cwd= runc= env=SANDBOX_*=… (repeated) arg=… (repeated)
+      -> status=ok ticket= cid=  |  status=refused code= stderr=  |  status=fallback why=
+  op=outcome ticket= code=        -> status=ok [cleanup=1]  |  status=error code= stderr= [cleanup=1]
+  op=ping                         -> status=ok pid= served= socket=
+  op=stop                         -> status=ok, then the daemon exits
+`cleanup=1` asks the client to `runc delete --force` the container it created (runc is only
+ever run by the client, with the engine's environment).  `fallback` (and no answer at all)
+tells the client to take the Python path, which is always correct, only slower. The daemon
+serves only peers with its own uid (root) in its own mount namespace, and stops serving
+(answers fallback, then exits) once its own code has changed on disk, so an upgrade never runs
+old hardening code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import SandboxError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import io
+    import socket
+
+
+DEFAULT_SOCKET = "/run/sandbox/daemon.sock"
+MAX_REQUEST = 1 << 20
+IO_TIMEOUT = 10.0
+
+
+class DaemonError(SandboxError):
+    pass
+
+
+def socket_path() -> str:
+    return os.environ.get("SANDBOX_DAEMON_SOCKET") or DEFAULT_SOCKET
+
+
+def encode(records: list[tuple[str, str]]) -> bytes:
+    for k, v in records:
+        if "\0" in k or "\0" in v or "=" in k:
+            raise ValueError(f"record {k!r} cannot be encoded")
+    return b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
+
+
+def decode(data: bytes) -> list[tuple[str, str]]:
+    out = []
+    for rec in data.split(b"\0"):
+        if rec:
+            k, sep, v = rec.decode("utf-8", "surrogateescape").partition("=")
+            if not sep:
+                raise ValueError(f"malformed record {k[:40]!r}")
+            out.append((k, v))
+    return out
+
+
+def _first(records: list[tuple[str, str]], key: str, default: str = "") -> str:
+    return next((v for k, v in records if k == key), default)
+
+
+def _all(records: list[tuple[str, str]], key: str) -> list[str]:
+    return [v for k, v in records if k == key]
+
+
+def code_fingerprint() -> tuple[tuple[str, int, int, int], ...]:
+    """What the installed package's code looks like on disk; a change means an upgrade."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for d in (here, *(os.path.join(here, s) for s in ("transform", "data", "data/seccomp", "cli"))):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith((".py", ".json")):
+                st = os.stat(os.path.join(d, n))
+                out.append((os.path.join(d, n), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _mount_ns(pid: int | str) -> int:
+    return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+
+
+class Daemon:
+    def __init__(self, path: str, *, idle_timeout: float = 0.0) -> None:
+        self.path = path
+        self.idle_timeout = idle_timeout
+        self.served = 0
+        self.stopping = False
+        self.busy = False
+        self.fingerprint = code_fingerprint()
+        self.mnt_ns = _mount_ns("self")
+        self.sock: socket.socket | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def bind(self) -> None:
+        import socket
+
+        d = os.path.dirname(self.path) or "."
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        import stat as _stat
+
+        if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise DaemonError(f"{d}: the daemon's socket directory must be a directory owned by uid "
+                              f"{os.geteuid()} that no one else may write")
+        if os.path.lexists(self.path):
+            if ping(self.path) is not None:
+                raise DaemonError(f"{self.path}: a sandbox daemon is already listening there")
+            os.unlink(self.path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            s.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        s.listen(128)
+        self.sock = s
+        self._bound_ino = os.lstat(self.path).st_ino
+        # the first request must not pay for the imports: that is the point of the daemon
+        from . import audit, bundle, cache, opconfig, runc, service, shim  # noqa: F401
+
+    def serve_forever(self) -> None:
+        import signal
+
+        assert self.sock is not None
+
+        def stop(_sig: int, _frame: object) -> None:
+            self.stopping = True
+            if not self.busy:  # a request in hand is finished first: no half-recorded create
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.sock.settimeout(self.idle_timeout or None)
+        try:
+            while not self.stopping:
+                try:
+                    conn, _ = self.sock.accept()
+                except TimeoutError:
+                    break  # idle: the next create takes the Python path until someone starts us again
+                except InterruptedError:
+                    continue
+                with conn:
+                    self.busy = True
+                    try:
+                        self.handle(conn)
+                    except (OSError, ValueError) as e:
+                        sys.stderr.write(f"sandbox daemon: request dropped: {e}\n")
+                    finally:
+                        self.busy = False
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close_listener(self) -> None:
+        """Close our copy of the socket without removing it (a forked daemon serves it)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+            try:
+                if os.lstat(self.path).st_ino == self._bound_ino:  # not a successor's socket
+                    os.unlink(self.path)
+            except OSError:
+                pass
+
+    # -- one request --------------------------------------------------------------------------------
+    def handle(self, conn: object) -> None:
+        import socket
+        import struct
+
+        assert isinstance(conn, socket.socket)
+        conn.settimeout(IO_TIMEOUT)
+        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
+        if uid != os.geteuid():
+            return  # no answer: the client takes the Python path, which runs with its own rights
+        chunks, size = [], 0
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            size += len(b)
+            if size > MAX_REQUEST:
+                raise ValueError("request too large")
+            chunks.append(b)
+        req = decode(b"".join(chunks))
+        conn.sendall(encode(self.answer(req, pid)))
+
+    def answer(self, req: list[tuple[str, str]], pid: int) -> list[tuple[str, str]]:
+        op = _first(req, "op")
+        if op == "ping":
+            return [("status", "ok"), ("pid", str(os.getpid())), ("served", str(self.served)),
+                    ("socket", self.path)]
+        if op == "stop":
+            self.stopping = True
+            return [("status", "ok")]
+        try:
+            if _mount_ns(pid) != self.mnt_ns:
+                return [("status", "fallback"), ("why", "client in another mount namespace")]
+        except OSError:
+            return [("status", "fallback"), ("why", "client gone")]
+        if code_fingerprint() != self.fingerprint:
+            self.stopping = True  # never harden with code that is no longer the installed one
+            return [("status", "fallback"), ("why", "sandbox was upgraded; the daemon exits")]
+        self.served += 1
+        if op == "harden":
+            return self.harden(req)
+        if op == "outcome":
+            return self.outcome(req)
+        return [("status", "fallback"), ("why", f"unknown op {op!r}")]
+
+    def harden(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        from . import _fastjson as json
+        from .runc_cli import parse
+        from .shim import _Shim
+
+        args, env, cwd = _all(req, "arg"), _all(req, "env"), _first(req, "cwd", "/")
+        inv = parse(args)
+        if inv.subcommand not in ("create", "run"):
+            return [("status", "fallback"), ("why", f"{inv.subcommand} is not served by the daemon")]
+        shim = _Shim(inv)
+        shim.served_by = "daemon"
+        bundle = ""
+
+        def prepare() -> int:
+            nonlocal bundle
+            shim.load()
+            bundle = shim.prepare_bundle()
+            return 0
+
+        with _client_context(env, cwd) as err:
+            code = shim.guarded(prepare)
+        if code != 0:
+            return [("status", "refused"), ("code", str(code)), ("stderr", err.getvalue())]
+        ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,
+                             "profile": shim.profile.name, "sha256": shim.profile.sha256})
+        return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
+                ("stderr", err.getvalue())]
+
+    def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        from types import SimpleNamespace
+
+        from . import _fastjson as json
+        from .runc_cli import parse
+        from .shim import _Shim
+
+        t = json.loads(_first(req, "ticket"))
+        runc_code = int(_first(req, "code", "1"))
+        shim = _Shim(parse(t["argv"]))
+        shim.served_by = "daemon"
+
+        def finish() -> int:
+            shim.load()
+            shim.profile = SimpleNamespace(name=t["profile"], sha256=t["sha256"])
+            shim.finish_bundle(t["bundle"], runc_code)
+            return 0
+
+        with _client_context(t["env"], t["cwd"]) as err:
+            code = shim.guarded(finish)
+        cleanup = [("cleanup", "1")] if shim.cleanup_wanted else []
+        if code != 0:
+            return [("status", "error"), ("code", str(code)), ("stderr", err.getvalue()), *cleanup]
+        return [("status", "ok"), *cleanup]
+
+
+class _client_context:
+    """The client's SANDBOX_* environment and working directory, and its stderr captured."""
+
+    def __init__(self, env: list[str], cwd: str) -> None:
+        self.env, self.cwd = env, cwd
+
+    def __enter__(self) -> io.StringIO:
+        import io
+
+        self.saved = {k: v for k, v in os.environ.items() if k.startswith("SANDBOX_")}
+        for k in self.saved:
+            del os.environ[k]
+        for e in self.env:
+            k, _, v = e.partition("=")
+            if k.startswith("SANDBOX_"):
+                os.environ[k] = v
+        os.chdir(self.cwd)
+        captured = io.StringIO()
+        self.stderr, sys.stderr = sys.stderr, captured
+        return captured
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr = self.stderr
+        os.chdir("/")
+        for k in [k for k in os.environ if k.startswith("SANDBOX_")]:
+            del os.environ[k]
+        os.environ.update(self.saved)
+
+
+# -- the client side, for `sandbox daemon` and the tests ---------------------------------------------
+
+def call(path: str, records: list[tuple[str, str]], timeout: float = IO_TIMEOUT) -> list[tuple[str, str]] | None:
+    """One request; None when nobody answers."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(encode(records))
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while b := s.recv(65536):
+                chunks.append(b)
+    except OSError:
+        return None
+    data = b"".join(chunks)
+    return decode(data) if data else None
+
+
+def ping(path: str) -> dict[str, str] | None:
+    reply = call(path, [("op", "ping")], timeout=2.0)
+    return dict(reply) if reply and _first(reply, "status") == "ok" else None
