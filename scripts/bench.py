@@ -25,6 +25,11 @@ The tools measured are the ones beside this interpreter: run it with the environ
 sandbox-runc you want to measure.  An editable install cannot take the dispatcher's fast
 `python -I -S` path, so measure a regular one (scripts/setup.sh) for production numbers.
 
+By default a private `sandbox daemon` is started for the run (as an operator would run one)
+and the budget rows measure sandbox-runc with it; rows marked "no daemon" measure the
+Python path (a fresh interpreter per create/run: what every create costs when no daemon
+is running) beside them.  --no-daemon measures without it throughout.
+
 Plain runc always gets the already-hardened bundle (`sandbox apply --profile strict`), so
 the difference is the wrapper alone; the shim is idempotent on such a bundle.  Containers
 get unique ids and a private `runc --root`; everything is deleted (`delete -f`) and the
@@ -60,6 +65,8 @@ ADDED_MAX_FLOORS = 2.5  # create/run: time added over runc, in `python3 -I -S -c
 ENGINE_MAX_RATIO = 1.10  # podman run with sandbox-runc vs with runc
 TRANSFORM_MAX_P50_MS = 2.0  # transform.apply(strict) p50, in-process
 RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
+
+SH_TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-runc")
 
 SECTIONS = ("lifecycle", "passthrough", "engine", "transform", "syscall", "memory")
 PROFILES = ("baseline", "restricted", "strict")
@@ -594,7 +601,19 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
         env["SANDBOX_CONFIG"] = self.opconfig  # no SANDBOX_RUNC: the dispatcher reads runc: as under engines
         env["SANDBOX_STATE_DIR"] = os.path.join(self.tmp, "run-state")
+        # The daemon (the default here; --no-daemon measures without it): a private one on a private socket.
+        run_dir = os.path.join(self.tmp, "run")
+        os.mkdir(run_dir, 0o700)
+        self.daemon_socket = os.path.join(run_dir, "daemon.sock") if not a.no_daemon else ""
+        env["SANDBOX_DAEMON_SOCKET"] = self.daemon_socket or "off"
         self.env = env
+        self.py_env = dict(env, SANDBOX_DAEMON_SOCKET="off")  # the Python path: a fresh interpreter per create
+        self.daemon_pid = 0
+        if self.daemon_socket:
+            self.check([self.cli, "daemon", "start", "--socket", self.daemon_socket])
+            st = json.loads(self.check([self.cli, "daemon", "status", "--format", "json", "--socket",
+                                        self.daemon_socket]))
+            self.daemon_pid = int(st["pid"])
         out = subprocess.run([self.python, "-m", "sandbox.demo", "path"], capture_output=True, text=True,
                              check=False)
         if out.returncode != 0:
@@ -621,6 +640,9 @@ class Bench:
                 subprocess.run(["podman", "rm", "-f", "--ignore", *sorted(self.podman_names)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
             self.reap()
+            if self.daemon_pid:
+                subprocess.run([self.cli, "daemon", "stop", "--socket", self.daemon_socket],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60)
             if self.tmp:
                 shutil.rmtree(self.tmp, ignore_errors=True)
         finally:
@@ -759,6 +781,12 @@ class Bench:
             self.live.discard(cid)
             return {f"{tag}.create": c, f"{tag}.start": s, f"{tag}.delete": d, f"{tag}.cycle": c + s + d}
 
+        def run_py() -> int:
+            cid = self.new_id("shim.run_py")
+            t = self.timed(self.shim_cmd("run", "-b", bundle, cid), self.py_env)
+            self.live.discard(cid)
+            return t
+
         def create_fresh(env: dict[str, str] | None = None) -> int:
             with open(os.path.join(fresh, "config.json"), "wb") as f:
                 f.write(pristine)
@@ -767,7 +795,7 @@ class Bench:
             self.delete_f(cid)
             return t
 
-        nocache_env = dict(self.env, SANDBOX_CACHE_DIR="off")
+        nocache_env = dict(self.py_env, SANDBOX_CACHE_DIR="off")
         floor_cmd = [self.shim_python, "-I", "-S", "-c", "pass"]
         site_cmd = [self.shim_python, "-I", "-c", "pass"]
         self.rounds("lifecycle", {
@@ -779,6 +807,8 @@ class Bench:
             "shim.cycle": lambda: cycle(self.shim_cmd, "shim"),
             "shim.create_fresh": create_fresh,
             "shim.create_nocache": lambda: create_fresh(nocache_env),
+            **({"shim.run_py": run_py, "shim.create_fresh_py": lambda: create_fresh(self.py_env)}
+               if self.daemon_socket else {}),
         })
         if os.stat(config).st_mtime_ns != before:
             self.notes.append("sandbox-runc rewrote the already-hardened config.json during the timed runs "
@@ -789,15 +819,24 @@ class Bench:
         self.add(Row("`python3 -I -c pass` (site on: how an editable install's shim starts)", "ms",
                      sandbox=self.med_ms("python_site"), section="lifecycle"))
         budget = f"added ≤ {ADDED_MAX_FLOORS:g} floors (≤ {fmt_num(ADDED_MAX_FLOORS * floor)} ms)"
+        via = " via the daemon" if self.daemon_socket else " (no daemon)"
         for metric, rk, sk in (("`run` true (strict bundle)", "runc.run", "shim.run"),
                                ("`create` (strict bundle)", "runc.create", "shim.create"),
                                ("`create`, fresh config each time (as engines)", "runc.create",
                                 "shim.create_fresh")):
             rm, sm = self.med_ms(rk), self.med_ms(sk)
             v, d = verdict_added(rm, sm, floor)
-            self.add(Row(metric, "ms", rm, sm, budget, v, d, "lifecycle"))
+            self.add(Row(metric + via, "ms", rm, sm, budget, v, d, "lifecycle"))
+        if self.daemon_socket:
+            # Without the daemon: a fresh Python per create (also what happens whenever the daemon is down)
+            for metric, rk, sk in (("`run` true, no daemon (Python per call)", "runc.run", "shim.run_py"),
+                                   ("`create`, fresh config, no daemon (Python per call)", "runc.create",
+                                    "shim.create_fresh_py")):
+                rm, sm = self.med_ms(rk), self.med_ms(sk)
+                _, d = verdict_added(rm, sm, floor)
+                self.add(Row(metric, "ms", rm, sm, budget, INFO, d, "lifecycle"))
         rm, sm = self.med_ms("runc.create"), self.med_ms("shim.create_nocache")
-        self.add(Row("`create`, fresh config, profile cache off (a miss)", "ms", rm, sm, "—", INFO,
+        self.add(Row("`create`, fresh config, no daemon, profile cache off (a miss)", "ms", rm, sm, "—", INFO,
                      f"{fmt_delta(sm - rm)} ms = {(sm - rm) / floor:.2f} floors", "lifecycle"))
         rm, sm = self.med_ms("runc.cycle"), self.med_ms("shim.cycle")
         self.add(Row("`create`+`start`+`delete` cycle", "ms", rm, sm, "—", INFO,
@@ -827,6 +866,7 @@ class Bench:
                 "runc.signal": lambda: self.timed(self.runc_cmd(*signal_cmd)),
                 "shim.signal": lambda: self.timed(self.shim_cmd(*signal_cmd)),
                 "shim.state_env": lambda: self.timed(self.shim_cmd("state", cid), runc_env),
+                "sh_twin.state": lambda: self.timed(["/bin/sh", SH_TWIN, "--root", self.root, "state", cid]),
                 "sh.noop": lambda: self.timed(["/bin/sh", "-c", ":"]),
             })
         finally:
@@ -840,6 +880,9 @@ class Bench:
         rm, sm = self.med_ms("runc.state"), self.med_ms("shim.state_env")
         self.add(Row("`state` with SANDBOX_RUNC set (no config file read)", "ms", rm, sm, "—", INFO,
                      f"{fmt_delta(sm - rm)} ms", "passthrough"))
+        rm, sm = self.med_ms("runc.state"), self.med_ms("sh_twin.state")
+        self.add(Row("`state` through bin/sandbox-runc, the sh twin (installed without a C compiler)", "ms", rm, sm,
+                     budget, INFO, f"{sm / rm:.2f}×", "passthrough"))
         self.add(Row("`/bin/sh -c :` (one sh start-up, for scale)", "ms", sandbox=self.med_ms("sh.noop"),
                      section="passthrough"))
 
@@ -856,9 +899,16 @@ class Bench:
         wrap_dir = os.path.join(self.tmp, "runtime-bin")
         os.mkdir(wrap_dir, 0o755)
         wrapper = os.path.join(wrap_dir, "runc")
+        sock = self.env["SANDBOX_DAEMON_SOCKET"]
         with open(wrapper, "w", encoding="utf-8") as f:
-            f.write(f'#!/bin/sh\nSANDBOX_CONFIG={self.opconfig} exec {self.shim} "$@"\n')
+            f.write(f'#!/bin/sh\nSANDBOX_CONFIG={self.opconfig} SANDBOX_DAEMON_SOCKET={sock} exec {self.shim} "$@"\n')
         os.chmod(wrapper, 0o755)  # noqa: S103
+        py_dir = os.path.join(self.tmp, "runtime-bin-py")
+        os.mkdir(py_dir, 0o755)
+        py_wrapper = os.path.join(py_dir, "runc")
+        with open(py_wrapper, "w", encoding="utf-8") as f:
+            f.write(f'#!/bin/sh\nSANDBOX_CONFIG={self.opconfig} SANDBOX_DAEMON_SOCKET=off exec {self.shim} "$@"\n')
+        os.chmod(py_wrapper, 0o755)  # noqa: S103
         # The same kind of wrapper in front of plain runc: what the wrapper alone costs podman.
         plain_dir = os.path.join(self.tmp, "runtime-bin-plain")
         os.mkdir(plain_dir, 0o755)
@@ -881,12 +931,18 @@ class Bench:
             "podman.runc": lambda: podman(self.runc, "runc"),
             "podman.shim": lambda: podman(wrapper, "shim"),
             "podman.wrapped": lambda: podman(plain, "wrapped"),
+            **({"podman.shim_py": lambda: podman(py_wrapper, "shim_py")} if self.daemon_socket else {}),
         })
         rm, sm = self.med_ms("podman.runc"), self.med_ms("podman.shim")
         v, d = verdict_ratio(rm, sm, ENGINE_MAX_RATIO)
-        row = self.add(Row(metric, "ms", rm, sm, budget, v, d, "engine"))
+        row = self.add(Row(metric + (" via the daemon" if self.daemon_socket else " (no daemon)"), "ms", rm, sm,
+                           budget, v, d, "engine"))
         if self.floor_ms:
             row.detail += f"; {fmt_delta(sm - rm)} ms = {(sm - rm) / self.floor_ms:.2f} floors"
+        if self.daemon_socket:
+            pm = self.med_ms("podman.shim_py")
+            _, d = verdict_ratio(rm, pm, ENGINE_MAX_RATIO)
+            self.add(Row(metric + ", no daemon (Python per create)", "ms", rm, pm, budget, INFO, d, "engine"))
         wm = self.med_ms("podman.wrapped")
         self.add(Row("podman `run --rm` true, runtime = the sh wrapper → plain runc", "ms", rm, wm, "—", INFO,
                      f"{fmt_delta(wm - rm)} ms: the wrapper that hands SANDBOX_CONFIG over, not sandbox",
@@ -1075,18 +1131,18 @@ class Bench:
             bundle = self.make_bundle("bundle-true", ["true"], "strict")
         result = os.path.join(self.tmp, "rss.out")
 
-        def peak(cmd: list[str]) -> float:
-            self.timed([helper, result, *cmd])
+        def peak(cmd: list[str], env: dict[str, str] | None = None) -> float:
+            self.timed([helper, result, *cmd], env)
             with open(result, encoding="ascii") as f:
                 kib, code = f.read().split()
             if code != "0":
                 raise CommandFailed(cmd, int(code))
             return int(kib) / 1024
 
-        def create(cmd: Callable[..., list[str]], tag: str) -> float:
+        def create(cmd: Callable[..., list[str]], tag: str, env: dict[str, str] | None = None) -> float:
             cid = self.new_id(tag)
             try:
-                return peak(cmd("create", "-b", bundle, cid))
+                return peak(cmd("create", "-b", bundle, cid), env)
             finally:
                 self.delete_f(cid)
 
@@ -1102,12 +1158,26 @@ class Bench:
             "rss.runc.create": lambda: create(self.runc_cmd, "rss-runc"),
             "rss.shim.create": lambda: create(self.shim_cmd, "rss-shim"),
             "rss.sandbox.run": sandbox_run,
+            **({"rss.shim.create_py": lambda: create(self.shim_cmd, "rss-shim-py", self.py_env)}
+               if self.daemon_socket else {}),
         })
         floor = max(self.samples["rss.floor"])
         runc_peak, shim_peak = max(self.samples["rss.runc.create"]), max(self.samples["rss.shim.create"])
+        budget = f"≤ {RSS_MAX_MIB:g} MiB"
         v, d = verdict_max(shim_peak, RSS_MAX_MIB, "MiB")
-        self.add(Row("peak RSS of `create` (max over runs)", "MiB", runc_peak, shim_peak, f"≤ {RSS_MAX_MIB:g} MiB",
+        via = " via the daemon (the client)" if self.daemon_socket else " (no daemon)"
+        self.add(Row(f"peak RSS of `create`{via} (max over runs)", "MiB", runc_peak, shim_peak, budget,
                      v, d + f"; `python3 -I -S -c pass`: {fmt_num(floor)} MiB", "memory"))
+        if self.daemon_socket:
+            py_peak = max(self.samples["rss.shim.create_py"])
+            v, d = verdict_max(py_peak, RSS_MAX_MIB, "MiB")
+            self.add(Row("peak RSS of `create`, no daemon (Python per call)", "MiB", runc_peak, py_peak, budget,
+                         v, d, "memory"))
+            with open(f"/proc/{self.daemon_pid}/status", encoding="ascii") as f:
+                hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+            v, d = verdict_max(hwm, RSS_MAX_MIB, "MiB")
+            self.add(Row("peak RSS of the daemon itself (VmHWM, after every section)", "MiB", None, hwm, budget,
+                         v, d + "; paid once per host, not per container", "memory"))
         self.add(Row("peak RSS of `sandbox run --profile strict -- true`", "MiB", None,
                      max(self.samples["rss.sandbox.run"]), "—", INFO, "", "memory"))
 
@@ -1119,7 +1189,7 @@ class Bench:
             fresh = self.make_bundle("bundle-analyse", ["true"], None)
         with open(os.path.join(fresh, "config.json"), "rb") as f:
             pristine = f.read()
-        env = dict(self.env, SANDBOX_RUNC=self.runc)  # what the dispatcher exports
+        env = dict(self.py_env, SANDBOX_RUNC=self.runc)  # what the dispatcher exports
         flags = ["-I", "-S"] if self.site_packages else ["-I"]  # as the dispatcher starts Python
         if self.site_packages:
             env["BENCH_SITE_PACKAGES"] = self.site_packages
@@ -1182,7 +1252,7 @@ class Bench:
             cid = self.new_id("an-imp")
             try:
                 code, _, err = self.run_to_files(self.shim_cmd("create", "-b", fresh, cid),
-                                                 dict(self.env, SANDBOX_PYTHON=wrapper))
+                                                 dict(self.py_env, SANDBOX_PYTHON=wrapper))
             finally:
                 self.delete_f(cid)
             if code != 0:
@@ -1372,6 +1442,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default 2,000,000; --quick 200,000)")
     p.add_argument("--tmpdir", metavar="DIR", help="where the temporary directory goes (parents must be 0755)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 3 when a budget is missed")
+    p.add_argument("--no-daemon", action="store_true",
+                   help="measure sandbox-runc without the sandbox daemon (a fresh Python per create/run); by "
+                        "default a private daemon is started and the Python path is measured beside it")
     a = p.parse_args(argv)
     a.runs = a.runs if a.runs is not None else (5 if a.quick else 21)
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)

@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -27,19 +28,50 @@ def shim_path():
     return path
 
 
-def runtime_wrapper(tmp_path, config_path, name="runc"):
+def runtime_wrapper(tmp_path, config_path, name="runc", daemon_socket="off"):
     """An executable named `name` that runs sandbox-runc with SANDBOX_CONFIG set.
 
     Engines do not pass their environment to the runtime (podman's conmon starts it
     with a clean one), so the operator config is handed over here.  Named `runc`, it
     also makes podman pass --log/--log-format as it does for runtimes it knows.
+    `daemon_socket`: the sandbox daemon to use ("off": the Python path on every call).
     """
     d = tmp_path / "runtime-bin"
     d.mkdir(exist_ok=True)
     path = d / name
-    path.write_text(f"#!/bin/sh\nSANDBOX_CONFIG={config_path} exec {shim_path()} \"$@\"\n")
+    path.write_text(f"#!/bin/sh\nSANDBOX_CONFIG={config_path} SANDBOX_DAEMON_SOCKET={daemon_socket} "
+                    f"exec {shim_path()} \"$@\"\n")
     os.chmod(path, 0o755)
     return str(path)
+
+
+def start_daemon(tmp_path):
+    """A private `sandbox daemon run` (the installed one); returns (socket path, process)."""
+    import time
+
+    from sandbox.daemon import ping
+
+    d = tmp_path / "daemon-run"
+    d.mkdir(mode=0o700)
+    sock = str(d / "daemon.sock")
+    cli = os.path.join(os.path.dirname(sys.executable), "sandbox")
+    proc = subprocess.Popen([cli, "daemon", "run", "--socket", sock], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if ping(sock):
+            return sock, proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the sandbox daemon did not come up")
+
+
+def stop_daemon(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def operator_config(tmp_path, **extra):

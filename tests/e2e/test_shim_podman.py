@@ -9,7 +9,15 @@ import uuid
 
 import pytest
 
-from tests.e2e.engines import ANNOTATION, operator_config, require_tool, runtime_wrapper, status_caps
+from tests.e2e.engines import (
+    ANNOTATION,
+    operator_config,
+    require_tool,
+    runtime_wrapper,
+    start_daemon,
+    status_caps,
+    stop_daemon,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -17,17 +25,23 @@ ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 STATUS = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp|Uid):' /proc/self/status"
 
 
-@pytest.fixture
-def podman(e2e, tmp_path):
+@pytest.fixture(params=["python", "daemon"])
+def podman(e2e, tmp_path, request):
+    """Every test here runs twice: a fresh Python per create, and through the sandbox daemon."""
     require_tool("podman")
     conf = operator_config(tmp_path, allowed_profiles=["restricted", "strict"])
-    runtime = runtime_wrapper(tmp_path, conf["path"])
+    sock = "off"
+    if request.param == "daemon":
+        sock, proc = start_daemon(tmp_path)
+        request.addfinalizer(lambda: stop_daemon(proc))
+    runtime = runtime_wrapper(tmp_path, conf["path"], daemon_socket=sock)
 
     def run(*args, timeout=90):
         return subprocess.run(["podman", "--runtime", runtime, *args], capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     run.audit = conf["audit"]
+    run.served_by = "daemon" if request.param == "daemon" else None
     return run
 
 
@@ -49,6 +63,7 @@ def test_default_profile_applies_to_podman_run(podman, demo_rootfs):
     cids = {r["container_id"] for r in records if r["event"] == "decision"}
     assert len(cids) == 1 and len(next(iter(cids))) == 64  # podman's full container id
     assert all(r["profile"] == "baseline" for r in records if r["event"] == "decision")
+    assert [r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"] == [podman.served_by]
     ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", podman.audit], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
