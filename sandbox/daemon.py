@@ -220,7 +220,7 @@ class Daemon:
                 return [("status", "fallback"), ("why", "client in another mount namespace")]
         except OSError:
             return [("status", "fallback"), ("why", "client gone")]
-        if code_fingerprint() != self.fingerprint:
+        if op == "harden" and code_fingerprint() != self.fingerprint:
             self.stopping = True  # never harden with code that is no longer the installed one
             return [("status", "fallback"), ("why", "sandbox was upgraded; the daemon exits")]
         self.served += 1

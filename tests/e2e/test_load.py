@@ -25,7 +25,7 @@ import pytest
 
 from sandbox.bundle import spec_for_rootfs
 from tests.conftest import ROOT
-from tests.e2e.engines import ANNOTATION, shim_path
+from tests.e2e.engines import ANNOTATION, shim_path, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +52,7 @@ class Load:
         self.shim = shim_path()
         self.env = {**os.environ, "SANDBOX_CONFIG": self.config, "SANDBOX_CACHE_DIR": str(self.cache)}
         self.env.pop("SANDBOX_RUNC", None)
+        self.env["SANDBOX_DAEMON_SOCKET"] = "off"  # test_50_concurrent_creates[daemon] starts one
         self.original = json.dumps(spec_for_rootfs(rootfs, ["true"])).encode()
         self.logs = tmp_path / "logs"
         self.logs.mkdir()
@@ -176,8 +177,12 @@ def check_batches(records, per_create, cids, seq_check=True):
     assert not seq_check or seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seq is not gap-free"
 
 
-def test_50_concurrent_creates(load):
+@pytest.mark.parametrize("via", ["python", "daemon"])
+def test_50_concurrent_creates(load, via, request):
     ld = load()
+    if via == "daemon":  # one single-threaded daemon takes all 50 at once: queued, none lost or mixed
+        ld.env["SANDBOX_DAEMON_SOCKET"], proc = start_daemon(ld.tmp)
+        request.addfinalizer(lambda: stop_daemon(proc))
     per_create = records_per_create(ld)
     cids = [f"c{i:03d}" for i in range(CONCURRENT)]
     bundles = {cid: ld.bundle(cid) for cid in cids}
@@ -201,6 +206,8 @@ def test_50_concurrent_creates(load):
     records = [json.loads(line) for line in lines]  # every line is JSON
     check_batches(records, per_create, cids)
     assert len(records) == per_create * (CONCURRENT + 1)  # + the probe container
+    served = {r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"}
+    assert served == ({"daemon"} if via == "daemon" else {None})
     v = ld.verify()
     assert v.returncode == 0, v.stdout + v.stderr
 
@@ -210,7 +217,7 @@ def test_50_concurrent_creates(load):
     for cid in cids:
         ld.shim_call("delete", cid, name=f"delete-{cid}")
     assert ld.containers() == []
-    print(f"\n{CONCURRENT} concurrent creates: {elapsed:.1f} s wall, {per_create} records each, "
+    print(f"\n{CONCURRENT} concurrent creates ({via}): {elapsed:.1f} s wall, {per_create} records each, "
           f"{len(records)} records, log verifies")
 
 

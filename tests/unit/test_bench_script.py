@@ -251,3 +251,16 @@ def test_fmt_delta_signs():
     assert bench.fmt_delta(-10.44) == "−10.4"
     assert bench.fmt_delta(0.0) == "+0.00"
     assert bench.fmt_delta(None) == "—"
+
+
+def test_c_string_literal_is_what_a_c_compiler_reads_back(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed")
+    text = 'a/b "q" \\ é\n$x'
+    src = tmp_path / "p.c"
+    src.write_text(f"#include <stdio.h>\nint main(void) {{ fputs({bench.c_string(text)}, stdout); return 0; }}\n")
+    subprocess.run(["gcc", "-o", str(tmp_path / "p"), str(src)], check=True)
+    assert subprocess.run([str(tmp_path / "p")], capture_output=True).stdout == text.encode()
