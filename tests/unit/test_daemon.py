@@ -232,3 +232,9 @@ def test_cli_status_stop_and_a_second_daemon_refused(s):
     assert s.proc.wait(timeout=10) == 0
     assert not os.path.exists(s.socket)
     assert cli("status").returncode == 1
+    started = cli("start")  # in the background: returns once it answers
+    assert started.returncode == 0 and "listening on" in started.stdout, started.stderr
+    pid = int(json.loads(cli("status", "--format", "json").stdout)["pid"])
+    assert pid != s.proc.pid and os.getsid(pid) != os.getsid(0)  # detached from our session
+    assert cli("stop").returncode == 0
+    assert not os.path.exists(s.socket) and not os.path.exists(f"/proc/{pid}/cmdline")

@@ -96,3 +96,15 @@ def test_path_search_skips_the_dispatcher_installed_as_runc(dispatcher, tmp_path
 def test_no_runc_anywhere_is_exit_127(dispatcher, tmp_path):
     res = _dispatch(dispatcher, tmp_path, "state", "c1", env={"PATH": str(tmp_path)}, runc=False)
     assert res.returncode == 127 and "runc not found" in res.stderr
+
+
+def test_the_compiled_dispatcher_is_recognised_as_sandbox_runc(c_dispatcher, tmp_path):
+    """Under any name: find_runc must never pick it as the real runc (its marker is an early ELF note)."""
+    import shutil
+
+    from sandbox.runc import is_shim
+
+    copy = tmp_path / "runc"
+    shutil.copy(c_dispatcher, copy)
+    assert is_shim(str(copy), ())
+    assert not is_shim(shutil.which("true"), ())
