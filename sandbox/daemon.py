@@ -249,7 +249,7 @@ class Daemon:
             bundle = shim.prepare_bundle()
             return 0
 
-        with _client_context(env, cwd) as err:
+        with _ClientContext(env, cwd) as err:
             code = shim.guarded(prepare)
         if code != 0:
             return [("status", "refused"), ("code", str(code)), ("stderr", err.getvalue())]
@@ -276,7 +276,7 @@ class Daemon:
             shim.finish_bundle(t["bundle"], runc_code)
             return 0
 
-        with _client_context(t["env"], t["cwd"]) as err:
+        with _ClientContext(t["env"], t["cwd"]) as err:
             code = shim.guarded(finish)
         cleanup = [("cleanup", "1")] if shim.cleanup_wanted else []
         if code != 0:
@@ -284,7 +284,7 @@ class Daemon:
         return [("status", "ok"), *cleanup]
 
 
-class _client_context:
+class _ClientContext:
     """The client's SANDBOX_* environment and working directory, and its stderr captured."""
 
     def __init__(self, env: list[str], cwd: str) -> None:
