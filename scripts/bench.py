@@ -950,6 +950,7 @@ class Bench:
             _, d = verdict_ratio(rm, pm, ENGINE_MAX_RATIO)
             self.add(Row(metric + ", no daemon (Python per create)", "ms", rm, pm, budget, INFO, d, "engine"))
         wm = self.med_ms("podman.wrapped")
+        row.detail += f"; against the same wrapper → plain runc: {sm / wm:.2f}×"
         self.add(Row("podman `run --rm` true, runtime = the same wrapper → plain runc", "ms", rm, wm, "—", INFO,
                      f"{fmt_delta(wm - rm)} ms: the wrapper that hands SANDBOX_CONFIG over, not sandbox",
                      "engine"))
