@@ -108,3 +108,81 @@ def audit_records(path, cid=None):
     except FileNotFoundError:
         return []
     return [r for r in recs if cid is None or r["container_id"] == cid]
+
+
+class PrivateRunc:
+    """A private runc root, profile cache, audit log and operator config for one test.
+
+    `config` overrides the operator config's runc, audit_log and default_profile (baseline).
+    sandbox-runc calls get `env`: that config, that cache, no SANDBOX_RUNC and no daemon
+    (a test that wants one sets SANDBOX_DAEMON_SOCKET in `env`)."""
+
+    def __init__(self, tmp_path, runc, rootfs, **config):
+        import json
+
+        self.tmp = tmp_path
+        self.runc = runc
+        self.rootfs = rootfs
+        self.root = str(tmp_path / "runc-root")
+        self.cache = tmp_path / "cache"
+        self.cache.mkdir(mode=0o700)
+        self.audit_dir = tmp_path / "audit"
+        self.audit = str(self.audit_dir / "audit.jsonl")
+        self.config = str(tmp_path / "sandbox-config.yaml")
+        self.shim = shim_path()
+        self._json = json
+        self.write_config(**config)
+        self.env = {**os.environ, "SANDBOX_CONFIG": self.config, "SANDBOX_CACHE_DIR": str(self.cache),
+                    "SANDBOX_DAEMON_SOCKET": "off"}
+        self.env.pop("SANDBOX_RUNC", None)
+
+    def write_config(self, path=None, **keys):
+        """A root-owned 0644 operator config; `keys` override runc, audit_log and default_profile."""
+        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline", **keys}
+        lines = [f"{k}: {v}" if k == "runc" else f"{k}: {self._json.dumps(v)}"
+                 for k, v in values.items() if v is not None]
+        path = path or self.config
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
+        return path
+
+    def run_shim(self, *args, config=None, timeout=60, cwd=None, env=None):
+        import tempfile
+
+        e = {**self.env, **({"SANDBOX_CONFIG": config} if config else {}), **(env or {})}
+        # Not pipes: a created container's init inherits stdout/stderr and would hold a pipe open.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.run([self.shim, "--root", self.root, *args], stdout=out, stderr=err, env=e,
+                                  timeout=timeout, cwd=cwd or str(self.tmp), stdin=subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode("utf-8", "replace"),
+                                               err.read().decode("utf-8", "replace"))
+
+    def containers(self):
+        if not os.path.isdir(self.root):
+            return []
+        res = subprocess.run([self.runc, "--root", self.root, "list", "-q"], capture_output=True, text=True,
+                             timeout=60)
+        return res.stdout.split()
+
+    def state(self, cid):
+        """runc's state of `cid`, or None when runc does not know it."""
+        res = subprocess.run([self.runc, "--root", self.root, "state", cid], capture_output=True, text=True,
+                             timeout=30)
+        return self._json.loads(res.stdout) if res.returncode == 0 else None
+
+    def delete_all(self):
+        for cid in self.containers():
+            subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid], capture_output=True, timeout=30)
+
+    def verify(self, *paths):
+        """`sandbox audit verify` of the audit log (or of `paths`)."""
+        return subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", *(paths or (self.audit,))],
+                              capture_output=True, text=True, timeout=120)
+
+    def records(self, path=None):
+        with open(path or self.audit, "rb") as f:
+            return [self._json.loads(line) for line in f]

@@ -9,7 +9,6 @@ The podman suite (test_shim_podman.py) runs whole through the daemon as well.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,28 +18,16 @@ import uuid
 import pytest
 
 from sandbox.bundle import spec_for_rootfs
-from tests.e2e.engines import audit_records, shim_path, start_daemon, status_caps, stop_daemon
+from tests.e2e.engines import PrivateRunc, audit_records, shim_path, start_daemon, status_caps, stop_daemon
 
 pytestmark = pytest.mark.e2e
 
 
-class Env:
-    def __init__(self, tmp_path, rootfs):
-        self.tmp = tmp_path
-        self.rootfs = rootfs
-        self.runc = shutil.which("runc")
-        self.root = str(tmp_path / "runc-root")
-        self.audit = str(tmp_path / "audit" / "audit.jsonl")
-        conf = tmp_path / "config.yaml"
-        conf.write_text(f"runc: {self.runc}\naudit_log: {self.audit}\ndefault_profile: strict\n")
-        conf.chmod(0o644)
-        cache = tmp_path / "cache"
-        cache.mkdir(mode=0o700)
+class Env(PrivateRunc):
+    def __init__(self, tmp_path, runc, rootfs):
+        super().__init__(tmp_path, runc, rootfs, default_profile="strict")
         self.socket, self.proc = start_daemon(tmp_path)
-        self.env = {**os.environ, "SANDBOX_CONFIG": str(conf), "SANDBOX_CACHE_DIR": str(cache),
-                    "SANDBOX_DAEMON_SOCKET": self.socket}
-        self.env.pop("SANDBOX_RUNC", None)
-        self.ids = []
+        self.env["SANDBOX_DAEMON_SOCKET"] = self.socket
 
     def bundle(self, args, **changes):
         cid = f"sbx-d-{uuid.uuid4().hex[:10]}"
@@ -50,31 +37,21 @@ class Env:
         cfg = spec_for_rootfs(self.rootfs, args)
         cfg.update(changes)
         (d / "config.json").write_text(json.dumps(cfg))
-        self.ids.append(cid)
         return cid, str(d)
-
-    def shim(self, *args, **kw):
-        # stdout/stderr to files: a created container's init inherits them
-        out, err = self.tmp / "out", self.tmp / "err"
-        with open(out, "wb") as o, open(err, "wb") as e:
-            res = subprocess.run([shim_path(), "--root", self.root, *args], stdout=o, stderr=e, env=self.env,
-                                 stdin=subprocess.DEVNULL, timeout=120, **kw)
-        res.stdout, res.stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
-        return res
 
     def runc_json(self, *args):
         out = subprocess.run([self.runc, "--root", self.root, *args], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
     def close(self):
-        for cid in self.ids:
-            subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid], capture_output=True)
+        self.delete_all()
         stop_daemon(self.proc)
 
 
 @pytest.fixture
 def env(e2e, demo_rootfs, tmp_path):
-    e = Env(tmp_path, demo_rootfs)
+    os.chmod(tmp_path, 0o755)
+    e = Env(tmp_path, e2e, demo_rootfs)
     yield e
     e.close()
 
@@ -85,7 +62,7 @@ def _served(records):
 
 def test_strict_through_the_daemon_shows_in_the_kernel_state(env):
     cid, b = env.bundle(["sleep", "60"])
-    res = env.shim("create", "-b", b, cid)
+    res = env.run_shim("create", "-b", b, cid)
     assert res.returncode == 0, res.stderr
     pid = env.runc_json("state", cid)["pid"]
     with open(f"/proc/{pid}/status") as f:
@@ -102,13 +79,13 @@ def test_strict_through_the_daemon_shows_in_the_kernel_state(env):
     v = subprocess.run([cli, "verify", "--root", env.root, "--runc", env.runc, cid, "--audit-log", env.audit],
                        capture_output=True, text=True, env=env.env, timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
-    assert env.shim("delete", "-f", cid).returncode == 0
+    assert env.run_shim("delete", "-f", cid).returncode == 0
 
 
 def test_a_forbidden_syscall_fails_inside_a_daemon_hardened_container(env):
     # strict drops CAP_SYS_ADMIN and filters mount(2): the workload's mount must fail
     cid, b = env.bundle(["sh", "-c", "mount -t tmpfs none /tmp && echo MOUNTED || echo DENIED"])
-    res = env.shim("run", "-b", b, cid)
+    res = env.run_shim("run", "-b", b, cid)
     assert res.returncode == 0, res.stderr
     assert "DENIED" in res.stdout and "MOUNTED" not in res.stdout
     assert _served(audit_records(env.audit, cid)) == ["daemon"]
@@ -117,7 +94,7 @@ def test_a_forbidden_syscall_fails_inside_a_daemon_hardened_container(env):
 def test_a_refusal_through_the_daemon_never_reaches_runc(env):
     cid, b = env.bundle(["true"], mounts=spec_for_rootfs(env.rootfs, ["true"])["mounts"]
                         + [{"destination": "/hostetc", "type": "bind", "source": "/etc", "options": ["rbind"]}])
-    res = env.shim("create", "-b", b, cid)
+    res = env.run_shim("create", "-b", b, cid)
     assert res.returncode == 1 and "refused by sandbox profile strict" in res.stderr
     gone = subprocess.run([env.runc, "--root", env.root, "state", cid], capture_output=True)
     assert gone.returncode != 0  # runc never created it
@@ -148,6 +125,6 @@ def test_run_workload_gets_signals_and_the_container_is_our_child(env):
 def test_daemon_gone_mid_stream_means_the_python_path(env):
     stop_daemon(env.proc)
     cid, b = env.bundle(["true"])
-    res = env.shim("run", "-b", b, cid)
+    res = env.run_shim("run", "-b", b, cid)
     assert res.returncode == 0, res.stderr
     assert _served(audit_records(env.audit, cid)) == [None]

@@ -25,7 +25,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
@@ -33,7 +32,7 @@ import pytest
 
 from sandbox.bundle import spec_for_rootfs
 from tests.conftest import ROOT
-from tests.e2e.engines import ANNOTATION, shim_path
+from tests.e2e.engines import ANNOTATION, PrivateRunc
 
 pytestmark = pytest.mark.e2e
 
@@ -43,33 +42,7 @@ GOOD_PROFILE = "apiVersion: sandbox/v1\nkind: Profile\nname: site\nextends: base
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-class Env:
-    """A private runc root, audit log, profile cache and operator config for one test."""
-
-    def __init__(self, tmp_path, runc, demo_rootfs):
-        self.tmp = tmp_path
-        self.runc = runc
-        self.rootfs = demo_rootfs
-        self.root = str(tmp_path / "runc-root")
-        self.cache = tmp_path / "cache"
-        self.cache.mkdir(mode=0o700)
-        self.audit_dir = tmp_path / "audit"
-        self.audit = str(self.audit_dir / "audit.jsonl")
-        self.config = str(tmp_path / "sandbox-config.yaml")
-        self.shim = shim_path()
-        self.write_config()
-
-    def write_config(self, path=None, **keys):
-        """A root-owned 0644 operator config; `keys` override runc, audit_log and default_profile."""
-        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline", **keys}
-        lines = [f"{k}: {v}" if k == "runc" else f"{k}: {json.dumps(v)}" for k, v in values.items() if v is not None]
-        path = path or self.config
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.chown(path, 0, 0)
-        os.chmod(path, 0o644)
-        return path
-
+class Env(PrivateRunc):
     def bundle(self, name="bundle", args=("true",), mutate=None):
         d = self.tmp / name
         d.mkdir()
@@ -80,45 +53,8 @@ class Env:
         (d / "config.json").write_bytes(data)
         return str(d), data
 
-    def run_shim(self, *args, config=None, timeout=60, cwd=None, env=None):
-        e = {**os.environ, "SANDBOX_CONFIG": config or self.config, "SANDBOX_CACHE_DIR": str(self.cache)}
-        e.pop("SANDBOX_RUNC", None)
-        e.update(env or {})
-        # Not pipes: a created container's init inherits stdout/stderr and would hold a pipe open.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.run([self.shim, "--root", self.root, *args], stdout=out, stderr=err, env=e,
-                                  timeout=timeout, cwd=cwd or str(self.tmp), stdin=subprocess.DEVNULL)
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode("utf-8", "replace"),
-                                               err.read().decode("utf-8", "replace"))
-
     def create(self, bundle, cid, **kw):
         return self.run_shim("create", "--bundle", bundle, cid, **kw)
-
-    def containers(self):
-        if not os.path.isdir(self.root):
-            return []
-        res = subprocess.run([self.runc, "--root", self.root, "list", "-q"], capture_output=True, text=True,
-                             timeout=30)
-        return res.stdout.split()
-
-    def state(self, cid):
-        out = subprocess.run([self.runc, "--root", self.root, "state", cid], capture_output=True, text=True,
-                             timeout=30, check=True).stdout
-        return json.loads(out)
-
-    def delete_all(self):
-        for cid in self.containers():
-            subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid], capture_output=True, timeout=30)
-
-    def verify(self, path=None):
-        return subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", path or self.audit],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT)
-
-    def records(self, path=None):
-        with open(path or self.audit, "rb") as f:
-            return [json.loads(line) for line in f]
 
 
 @pytest.fixture

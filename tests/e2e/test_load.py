@@ -17,15 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
 from sandbox.bundle import spec_for_rootfs
-from tests.conftest import ROOT
-from tests.e2e.engines import ANNOTATION, shim_path, start_daemon, stop_daemon
+from tests.e2e.engines import ANNOTATION, PrivateRunc, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -34,25 +32,9 @@ CONCURRENT = int(os.environ.get("SANDBOX_LOAD_CONCURRENT", "50"))
 SEQUENTIAL = int(os.environ.get("SANDBOX_LOAD_SEQUENTIAL", "200"))
 
 
-class Load:
+class Load(PrivateRunc):
     def __init__(self, tmp_path, runc, rootfs, **config):
-        self.tmp = tmp_path
-        self.runc = runc
-        self.rootfs = rootfs
-        self.root = str(tmp_path / "runc-root")
-        self.cache = tmp_path / "cache"
-        self.cache.mkdir(mode=0o700)
-        self.audit_dir = tmp_path / "audit"
-        self.audit = str(self.audit_dir / "audit.jsonl")
-        self.config = str(tmp_path / "sandbox-config.yaml")
-        values = {"runc": runc, "audit_log": self.audit, "default_profile": "baseline", **config}
-        with open(self.config, "w") as f:
-            f.write("".join(f"{k}: {v}\n" if k == "runc" else f"{k}: {json.dumps(v)}\n" for k, v in values.items()))
-        os.chmod(self.config, 0o644)
-        self.shim = shim_path()
-        self.env = {**os.environ, "SANDBOX_CONFIG": self.config, "SANDBOX_CACHE_DIR": str(self.cache)}
-        self.env.pop("SANDBOX_RUNC", None)
-        self.env["SANDBOX_DAEMON_SOCKET"] = "off"  # test_50_concurrent_creates[daemon] starts one
+        super().__init__(tmp_path, runc, rootfs, **config)
         self.original = json.dumps(spec_for_rootfs(rootfs, ["true"])).encode()
         self.logs = tmp_path / "logs"
         self.logs.mkdir()
@@ -85,18 +67,6 @@ class Load:
     def create(self, cid):
         self.shim_call("create", "--bundle", self.bundle(cid), cid, name=f"create-{cid}")
 
-    def state(self, cid):
-        res = subprocess.run([self.runc, "--root", self.root, "state", cid], capture_output=True, text=True,
-                             timeout=30)
-        return json.loads(res.stdout) if res.returncode == 0 else None
-
-    def containers(self):
-        if not os.path.isdir(self.root):
-            return []
-        res = subprocess.run([self.runc, "--root", self.root, "list", "-q"], capture_output=True, text=True,
-                             timeout=60)
-        return res.stdout.split()
-
     def wait_stopped(self, cids, timeout=60):
         deadline = time.monotonic() + timeout
         pending = set(cids)
@@ -105,14 +75,6 @@ class Load:
             if pending:
                 time.sleep(0.02)
         assert not pending, f"not stopped after {timeout} s: {sorted(pending)[:5]}"
-
-    def delete_all(self):
-        for cid in self.containers():
-            subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid], capture_output=True, timeout=30)
-
-    def verify(self, *paths):
-        return subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", *(paths or (self.audit,))],
-                              capture_output=True, text=True, timeout=120, cwd=ROOT)
 
     def lines(self, path=None):
         with open(path or self.audit, "rb") as f:
