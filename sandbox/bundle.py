@@ -230,8 +230,9 @@ def _json_type(v: Any) -> str:
 
 # -- writing ---------------------------------------------------------------------------------
 
-def write_config_atomic(bundle_dir: str, config: dict[str, Any]) -> None:
-    """Replace `<bundle_dir>/config.json` with `config`, atomically and durably.
+def write_config_atomic(bundle_dir: str, config: dict[str, Any], *, durable: bool = True) -> None:
+    """Replace `<bundle_dir>/config.json` with `config`, atomically (and durably: fsync of the
+    file and its directory, unless `durable` is False).
 
     The new file keeps the old one's permission bits and owner/group (a new
     file gets mode 0600).  If config.json is a symbolic link, the link is
@@ -256,10 +257,10 @@ def write_config_atomic(bundle_dir: str, config: dict[str, Any]) -> None:
     if old is not None and not stat.S_ISREG(old.st_mode) and not stat.S_ISLNK(old.st_mode):
         raise BundleError("is not a regular file; refusing to replace it", location=Location(path))
     keep = old if old is not None and stat.S_ISREG(old.st_mode) else None
-    _atomic_write(bundle_dir, path, data, keep)
+    _atomic_write(bundle_dir, path, data, keep, durable)
 
 
-def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result | None) -> None:
+def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result | None, durable: bool) -> None:
 
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     tmp = ""
@@ -288,12 +289,14 @@ def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result |
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)
         renamed = True
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
     except OSError as e:
         raise BundleError(f"cannot write: {e.strerror or e}", location=Location(path)) from None
     finally:

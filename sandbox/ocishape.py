@@ -64,76 +64,88 @@ SHAPE: Any = (dict, {
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "an object", list: "an array"}
 
 
-def _where(path: str, key: str | int) -> str:
-    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+# A field's path is built only when there is a problem to report: every node of config.json is
+# visited on every create, so it travels as a linked pair (parent, key), not as a string.
+Path = tuple  # () for the top, else (parent Path, key)
 
 
-def check(value: Any, spec: Any = SHAPE, path: str = "") -> str | None:
+def _text(path: Path) -> str:
+    keys: list[str | int] = []
+    while path:
+        path, key = path
+        keys.append(key)
+    out = ""
+    for key in reversed(keys):
+        out = f"{out}[{key}]" if isinstance(key, int) else (f"{out}.{key}" if out else key)
+    return out
+
+
+def check(value: Any, spec: Any = SHAPE, path: Path = ()) -> str | None:
     """The first problem as `field: message`, or None."""
     if value is None and path:
         return None  # JSON null: Go's zero value, what sandbox treats as absent
     if isinstance(spec, list):
         if not isinstance(value, list):
-            return f"{path}: expected an array"
+            return f"{_text(path)}: expected an array"
         for i, item in enumerate(value):
-            problem = check(item, spec[0], _where(path, i))
+            problem = check(item, spec[0], (path, i))
             if problem:
                 return problem
         return None
     if spec == _FREE:
         if not isinstance(value, dict):
-            return f"{path}: expected an object"
+            return f"{_text(path)}: expected an object"
         for k, v in value.items():
             if "\x00" in k or (isinstance(v, str) and "\x00" in v):
-                return f"{_where(path, k)}: contains a NUL character"
+                return f"{_text((path, k))}: contains a NUL character"
         return None
     if isinstance(spec, tuple):
         if not isinstance(value, dict):
-            return f"{path or 'config.json'}: expected an object"
+            return f"{_text(path) or 'config.json'}: expected an object"
         return _check_object(value, spec[1], path)
     if spec is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, spec)
     if not ok:
-        return f"{path}: expected {_TYPE_NAMES.get(spec, spec.__name__)}"
+        return f"{_text(path)}: expected {_TYPE_NAMES.get(spec, spec.__name__)}"
     if isinstance(value, str) and "\x00" in value:
-        return f"{path}: contains a NUL character"
+        return f"{_text(path)}: contains a NUL character"
     return None
 
 
-def _check_object(value: dict[str, Any], fields: dict[str, Any], path: str) -> str | None:
+def _check_object(value: dict[str, Any], fields: dict[str, Any], path: Path) -> str | None:
     folded: dict[str, str] = {}
     known = {k.casefold(): k for k in fields}
     for key in value:
         f = key.casefold()
         if f in folded:
-            return (f"{_where(path, key)}: runc reads {key!r} and {folded[f]!r} as the same field; "
+            return (f"{_text((path, key))}: runc reads {key!r} and {folded[f]!r} as the same field; "
                     "refusing the ambiguity")
         folded[f] = key
         if f in known and known[f] != key:
-            return f"{_where(path, key)}: runc reads this as {known[f]!r}; write it exactly so"
+            return f"{_text((path, key))}: runc reads this as {known[f]!r}; write it exactly so"
         if "\x00" in key:
-            return f"{_where(path, key)}: contains a NUL character"
+            return f"{_text((path, key))}: contains a NUL character"
     for key, item in value.items():
         if key in fields:
-            problem = check(item, fields[key], _where(path, key))
+            problem = check(item, fields[key], (path, key))
         else:
-            problem = _generic(item, _where(path, key))
+            problem = _generic(item, (path, key))
         if problem:
             return problem
     return None
 
 
-def _generic(value: Any, path: str) -> str | None:
+def _generic(value: Any, path: Path) -> str | None:
     """Fields sandbox does not read: still no case-folded twins (runc may read them) and no NUL."""
     if isinstance(value, dict):
         return _check_object(value, {}, path)
     if isinstance(value, list):
         for i, item in enumerate(value):
-            problem = _generic(item, _where(path, i))
+            problem = _generic(item, (path, i))
             if problem:
                 return problem
     elif isinstance(value, str) and "\x00" in value:
-        return f"{path}: contains a NUL character"
+        return f"{_text(path)}: contains a NUL character"
     return None

@@ -235,7 +235,10 @@ class _Shim:
             new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = \
                 f"{self.profile.name}@{self.profile.sha256[:16]}"
         if new != config:
-            write_config_atomic(bundle, new)
+            # Atomic (rename), not fsynced: runc reads it from the page cache at once, and after a
+            # host crash no container runs from it without a new `create` through sandbox (engines
+            # regenerate config.json). The decisions' audit record before it is fsynced.
+            write_config_atomic(bundle, new, durable=False)
         return bundle
 
     def finish_bundle(self, bundle: str, code: int) -> int:

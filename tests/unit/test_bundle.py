@@ -270,3 +270,14 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(OCI)).stdout
     assert out.strip() == "[]"
+
+
+def test_a_non_durable_write_is_still_atomic_and_never_fsyncs(tmp_path, monkeypatch):
+    p = write(tmp_path, json.dumps(MINIMAL))
+    calls = []
+    monkeypatch.setattr(bundle_mod.os, "fsync", lambda fd: calls.append(fd))
+    write_config_atomic(str(tmp_path), dict(MINIMAL, hostname="changed"), durable=False)
+    assert json.loads(p.read_text())["hostname"] == "changed" and calls == []
+    assert leftovers(tmp_path) == []
+    write_config_atomic(str(tmp_path), dict(MINIMAL, hostname="again"))
+    assert len(calls) == 2  # the default: the file and its directory
