@@ -159,8 +159,8 @@ class Daemon:
                     self.busy = True
                     try:
                         self.handle(conn)
-                    except (OSError, ValueError) as e:
-                        sys.stderr.write(f"sandbox daemon: request dropped: {e}\n")
+                    except Exception as e:  # one bad request (no answer: its client falls back), not the daemon
+                        sys.stderr.write(f"sandbox daemon: request dropped: {e.__class__.__name__}: {e}\n")
                     finally:
                         self.busy = False
         except KeyboardInterrupt:
@@ -293,6 +293,7 @@ class _ClientContext:
     def __enter__(self) -> io.StringIO:
         import io
 
+        os.chdir(self.cwd)  # first: if it fails, nothing is changed yet
         self.saved = {k: v for k, v in os.environ.items() if k.startswith("SANDBOX_")}
         for k in self.saved:
             del os.environ[k]
@@ -300,7 +301,6 @@ class _ClientContext:
             k, _, v = e.partition("=")
             if k.startswith("SANDBOX_"):
                 os.environ[k] = v
-        os.chdir(self.cwd)
         captured = io.StringIO()
         self.stderr, sys.stderr = sys.stderr, captured
         return captured

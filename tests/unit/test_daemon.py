@@ -209,6 +209,21 @@ def test_unknown_or_unserved_requests_fall_back(tmp_path):
     assert d.answer([("op", "harden"), ("arg", "exec"), ("arg", "c1")], os.getpid())[0] == ("status", "fallback")
 
 
+def test_malformed_requests_get_no_answer_and_the_daemon_goes_on(s):
+    s.start_daemon()
+    for bad in ([("op", "outcome"), ("ticket", "{}"), ("code", "0")], [("op", "outcome"), ("ticket", "[1]")],
+                [("op", "outcome"), ("ticket", "not json")],
+                [("op", "harden"), ("cwd", "/nonexistent/dir"), ("arg", "create"), ("arg", "c1")]):
+        assert sd.call(s.socket, bad) is None
+    raw = subprocess.run([sys.executable, "-c", "import socket,sys; c=socket.socket(socket.AF_UNIX); "
+                          "c.connect(sys.argv[1]); c.sendall(b'no-equals-sign'); c.shutdown(1); "
+                          "print(len(c.recv(10)))", s.socket], capture_output=True, text=True, timeout=30)
+    assert raw.stdout.strip() == "0"
+    res = s.sandbox_runc("create", "-b", "bundle", "c1")  # still serving, environment intact
+    assert res.returncode == 0, res.stderr
+    assert _served_by(s.records()) == ["daemon"]
+
+
 def test_records_round_trip_any_argument_bytes():
     recs = [("arg", "a=b"), ("arg", ""), ("arg", "\udcff\u00e9 x"), ("env", "SANDBOX_X=1")]
     assert sd.decode(sd.encode(recs)) == recs
