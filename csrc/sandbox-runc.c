@@ -271,8 +271,7 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     if (!getcwd(cwd, sizeof cwd)) return;
     struct buf req = {0};
     put(&req, "op", "harden");
-    put(&req, "cwd", cwd);
-    put(&req, "runc", runc);
+    put(&req, "cwd", cwd);  /* the real runc travels as SANDBOX_RUNC, set by main() */
     extern char **environ;
     for (char **e = environ; *e; e++)
         if (strncmp(*e, "SANDBOX_", 8) == 0) put(&req, "env", *e);

@@ -9,7 +9,7 @@ here, gets an answer, and runs runc itself, so runc stays a child of the engine'
 
 Protocol: a unix stream socket, one request per connection, NUL-separated `key=value` records;
 the client shuts down its write side, the daemon answers and closes.
-  op=harden cwd= runc= env=SANDBOX_*=… (repeated) arg=… (repeated)
+  op=harden cwd= env=SANDBOX_*=… (repeated, SANDBOX_RUNC among them) arg=… (repeated)
       -> status=ok ticket= cid=  |  status=refused code= stderr=  |  status=fallback why=
   op=outcome ticket= code=        -> status=ok [cleanup=1]  |  status=error code= stderr= [cleanup=1]
   op=ping                         -> status=ok pid= served= socket=
@@ -176,8 +176,7 @@ class Daemon:
 
     def close(self) -> None:
         if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+            self.close_listener()
             try:
                 if os.lstat(self.path).st_ino == self._bound_ino:  # not a successor's socket
                     os.unlink(self.path)

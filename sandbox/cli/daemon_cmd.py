@@ -14,6 +14,8 @@ from .options import FORMAT
 
 SOCKET = click.option("--socket", "path", metavar="PATH", default=None,
                       help="Unix socket (default $SANDBOX_DAEMON_SOCKET, else /run/sandbox/daemon.sock).")
+IDLE_TIMEOUT = click.option("--idle-timeout", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                            metavar="SECONDS", help="Exit after this long without a request (0: never).")
 
 
 @click.group("daemon")
@@ -29,8 +31,7 @@ def _path(path: str | None) -> str:
 
 @daemon.command("run")
 @SOCKET
-@click.option("--idle-timeout", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
-              help="Exit after this long without a request (0: never).")
+@IDLE_TIMEOUT
 def run(path: str | None, idle_timeout: float) -> None:
     """Serve in the foreground (for a service manager); stops on SIGTERM or `sandbox daemon stop`."""
     from ..daemon import Daemon
@@ -43,8 +44,7 @@ def run(path: str | None, idle_timeout: float) -> None:
 
 @daemon.command("start")
 @SOCKET
-@click.option("--idle-timeout", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
-              help="Exit after this long without a request (0: never).")
+@IDLE_TIMEOUT
 @click.option("--log", "log", metavar="FILE", default=os.devnull, help="Where the daemon's own messages go.")
 def start(path: str | None, idle_timeout: float, log: str) -> None:
     """Start the daemon in the background and return once it answers."""
