@@ -147,33 +147,19 @@ def _filter(profile_name: str, bounding: frozenset[str]):
     return profile_filter(Context(profile, {}, HostFacts(arch="x86_64")), set(bounding))
 
 
-def _arg_matches(cond, args: dict[int, int]) -> bool:
-    index, value, value_two, op = cond
-    if index not in args:
-        return False
-    a = args[index] & 0xFFFFFFFFFFFFFFFF
-    return {
-        "SCMP_CMP_EQ": a == value, "SCMP_CMP_NE": a != value, "SCMP_CMP_LT": a < value,
-        "SCMP_CMP_LE": a <= value, "SCMP_CMP_GT": a > value, "SCMP_CMP_GE": a >= value,
-        "SCMP_CMP_MASKED_EQ": (a & value) == value_two,
-    }[op]
-
-
 def seccomp_verdict(profile_name: str | None, bounding: frozenset[str], call: str,
                     args: dict[int, int]) -> tuple[str, int | None]:
     """("allow", None) or (action, errno) that the profile's filter gives `call` with `args`."""
+    from sandbox.seccomp_eval import allows, evaluate
+
     if profile_name is None:
         return "allow", None
     res = _filter(profile_name, bounding)
     if res is None:
         return "allow", None
     default, table = res
-    matching = [r for r in table.get(call, []) if all(_arg_matches(c, args) for c in r[2])]
-    if any(r[0] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") for r in matching):
-        return "allow", None
-    if matching:
-        return matching[0][0], matching[0][1]
-    return default[0], default[1]
+    v = evaluate(default, table, call, args)
+    return ("allow", None) if allows(v) else v
 
 
 # -- classification -------------------------------------------------------------------------------------
