@@ -180,6 +180,13 @@ def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
 
         return load(ref, search_dirs=search_dirs)
 
+    key = profile_key(ref, search_dirs)
+    profile: Profile = _cached("profile", key, build, to_plain, from_plain)
+    return profile
+
+
+def profile_key(ref: str, search_dirs: tuple[str, ...] = ()) -> str:
+    """The cache key of a profile reference."""
     # a name resolves through the search directories, whose contents may change: they are part of the key
     listing = []
     for d in search_dirs:
@@ -187,9 +194,17 @@ def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
             listing.append((d, sorted(os.listdir(d))))
         except OSError:
             listing.append((d, []))
-    key = repr((ref, os.getcwd() if "/" in ref and not ref.startswith("/") else "", listing))
-    profile: Profile = _cached("profile", key, build, to_plain, from_plain)
-    return profile
+    # which installation (its built-in profiles) and which model (its fields) the entry was made by:
+    # another copy or version of sandbox sharing the directory must not hand us its profiles
+    return repr((ref, os.getcwd() if "/" in ref and not ref.startswith("/") else "", listing,
+                 os.path.dirname(os.path.abspath(__file__)), model_signature()))
+
+
+def model_signature() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The profile model's classes and their fields: a cached profile of another shape is not ours."""
+    from .profile import _MODEL
+
+    return tuple((name, cls.__record_fields__) for name, cls in _MODEL.items())  # type: ignore[attr-defined]
 
 
 def load_operator_config(path: str) -> OperatorConfig:

@@ -114,6 +114,30 @@ class HookPolicy:
 
 
 @record
+class NetRule:
+    """One allow-list entry: traffic to (egress) or from (ingress) `cidr` on `ports` over `protocol`."""
+
+    cidr: str = ""  # a network in canonical form ("10.0.0.0/8", "fd00::/64", "192.0.2.1/32"); "": anywhere
+    protocol: str = ""  # tcp | udp | icmp; "": any
+    ports: tuple[tuple[int, int], ...] = ()  # inclusive ranges, merged and sorted; (): every port
+
+
+@record
+class NetworkPolicy:
+    """What the container's network namespace lets through (nftables, loaded by sandbox's own hook)."""
+
+    egress: tuple[NetRule, ...] | None = None  # None: not filtered; a tuple: allow-list, the rest dropped
+    ingress: tuple[NetRule, ...] | None = None
+    dns: tuple[str, ...] | None = None  # resolver addresses; None: the nameservers of the bundle's resolv.conf
+    deny_always: tuple[str, ...] = ()  # networks never reachable whatever the lists say, and "node"
+
+    @property
+    def enforced(self) -> bool:
+        """Whether any rule needs loading (a profile without a network section loads none)."""
+        return self.egress is not None or self.ingress is not None or bool(self.deny_always)
+
+
+@record
 class LsmPolicy:
     apparmor: str | None = None
     selinux: str | None = None
@@ -137,6 +161,7 @@ class Profile:
     devices: DevicePolicy = DevicePolicy()
     sysctls: SysctlPolicy = SysctlPolicy()
     hooks: HookPolicy = HookPolicy()
+    network: NetworkPolicy = NetworkPolicy()
     lsm: LsmPolicy = LsmPolicy()
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # every operator file the profile was built from (chain and seccomp base), for trust checks
@@ -149,7 +174,7 @@ class Profile:
 
 _MODEL: dict[str, type] = {c.__name__: c for c in (
     IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
-    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, LsmPolicy, Profile)}
+    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, NetRule, NetworkPolicy, LsmPolicy, Profile)}
 
 
 def to_plain(obj: Any) -> Any:

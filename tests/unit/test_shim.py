@@ -113,7 +113,7 @@ def test_cache_entry_is_not_used_after_the_profile_changes(tmp_path, monkeypatch
     p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: p\nextends: strict\nresources: {pids: {max: 50}}\n")
     assert cache.load_profile(str(p)).resources.pids.max == 50
     assert cache.load_profile(str(p)).resources.pids.max == 50  # from the cache
-    assert cache.lookup("profile", repr((str(p), "", []))) is not None
+    assert cache.lookup("profile", cache.profile_key(str(p))) is not None
     p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: p\nextends: strict\nresources: {pids: {max: 60}}\n")
     assert cache.load_profile(str(p)).resources.pids.max == 60
     loose = tmp_path / "loose"

@@ -1,0 +1,231 @@
+"""The `network:` profile section: loading, diff, lint, and the nftables ruleset it demands (pure parts)."""
+
+import json
+
+import pytest
+
+from sandbox import loader, netrules
+from sandbox.diff import diff
+from sandbox.errors import ProfileError, ProfileErrors
+from sandbox.lint import lint
+from sandbox.profile import NetRule, NetworkPolicy
+
+HEAD = "apiVersion: sandbox/v1\nkind: Profile\nname: net\n"
+
+
+def load(tmp_path, body, name="p.yaml"):
+    p = tmp_path / name
+    p.write_text(HEAD + body)
+    return loader.load_profile(str(p))
+
+
+def errors(tmp_path, body):
+    p = tmp_path / "bad.yaml"
+    p.write_text(HEAD + body)
+    with pytest.raises(ProfileError) as e:
+        loader.load_profile(str(p))
+    return [str(x) for x in (e.value.errors if isinstance(e.value, ProfileErrors) else [e.value])]
+
+
+def test_builtins_network_sections():
+    base, restricted, strict = (loader.load_profile(n) for n in loader.BUILTIN_PROFILES)
+    assert base.network == NetworkPolicy() and not base.network.enforced
+    assert restricted.network.egress is None and restricted.network.ingress is None
+    assert set(restricted.network.deny_always) >= {"169.254.0.0/16", "fe80::/10", "node"}
+    assert strict.network.egress == () and strict.network.ingress == () and strict.network.dns is None
+    assert strict.network.deny_always == restricted.network.deny_always  # additive, inherited
+
+
+def test_rules_are_parsed_and_canonical(tmp_path):
+    p = load(tmp_path, "network:\n  egress:\n    - {cidr: 10.1.0.0/16, ports: [443, '8000-8100', 80, 81]}\n"
+                       "    - {cidr: 'fd00:0::1', protocol: udp, ports: ['53']}\n    - {protocol: icmp}\n"
+                       "    - {cidr: 192.0.2.7}\n  dns: ['fd00::0053', 10.0.0.2]\n"
+                       "  deny_always: [node, 169.254.0.0/16]\n")
+    n = p.network
+    assert n.egress == (NetRule("10.1.0.0/16", "tcp", ((80, 81), (443, 443), (8000, 8100))),
+                        NetRule("fd00::1/128", "udp", ((53, 53),)), NetRule("", "icmp", ()),
+                        NetRule("192.0.2.7/32", "", ()))
+    assert n.ingress is None and n.dns == ("fd00::53", "10.0.0.2")
+    assert n.deny_always == ("node", "169.254.0.0/16")
+
+
+def test_positioned_errors_with_did_you_mean(tmp_path):
+    out = errors(tmp_path, "network:\n  egres: []\n  ingress:\n    - {cidr: 10.0.0.1/8, protocl: tcp}\n"
+                           "    - {protocol: TCP, ports: [0, 80-70, x]}\n    - {protocol: icmp, ports: [1]}\n"
+                           "  dns: [resolver.example]\n  deny_always: [nodes, 10.0.0.0/33]\n")
+    text = "\n".join(out)
+    assert ":5:3: network.egres: unknown key 'egres' (did you mean 'egress'?)" in text
+    assert "network.ingress[0].cidr: 10.0.0.1/8 has host bits set" in text and "did you mean '10.0.0.0/8'?" in text
+    assert "network.ingress[0].protocl: unknown key 'protocl' (did you mean 'protocol'?)" in text
+    assert "network.ingress[1].protocol: must be 'tcp', 'udp' or 'icmp', got 'TCP' (did you mean 'tcp'?)" in text
+    assert "network.ingress[1].ports[0]: expected a port from 1 to 65535" in text
+    assert "network.ingress[1].ports[1]: expected a port" in text and "network.ingress[1].ports[2]:" in text
+    assert "network.ingress[2].ports: icmp has no ports" in text
+    assert "network.dns[0]: expected an IP address" in text
+    assert "network.deny_always[0]: expected an address or network" in text and "did you mean 'node'?" in text
+    assert "network.deny_always[1]:" in text
+    assert all(line.startswith(str(tmp_path / "bad.yaml") + ":") for line in out)
+
+
+def test_a_null_list_is_refused_not_read_as_unfiltered(tmp_path):
+    out = errors(tmp_path, "extends: strict\nnetwork:\n  egress:\n")
+    assert any("network.egress: expected a list" in e for e in out)
+
+
+def test_child_replaces_lists_and_cannot_drop_deny_always(tmp_path):
+    p = load(tmp_path, "extends: strict\nnetwork:\n  egress: [{cidr: 10.0.0.0/8, ports: [443]}]\n"
+                       "  deny_always: [192.0.2.0/24]\n")
+    assert p.network.egress == (NetRule("10.0.0.0/8", "tcp", ((443, 443),)),)
+    assert p.network.ingress == ()
+    assert {"169.254.0.0/16", "node", "192.0.2.0/24"} <= set(p.network.deny_always)
+
+
+@pytest.mark.parametrize("body,direction,field", [
+    ("extends: strict\nnetwork:\n  egress: [{cidr: 10.0.0.0/8}]\n", "loosen", "network.egress"),
+    ("extends: strict\nnetwork:\n  dns: [10.0.0.2]\n", "tighten", "network.dns"),
+    ("extends: strict\nnetwork:\n  deny_always: [10.0.0.0/8]\n", "tighten", "network.deny_always"),
+    ("extends: restricted\nnetwork:\n  ingress: [{ports: [8080]}]\n", "tighten", "network.ingress"),
+])
+def test_diff_judges_network_changes(tmp_path, body, direction, field):
+    new = load(tmp_path, body)
+    base = loader.load_profile(body.split("\n")[0].split(": ")[1])
+    changes = [c for c in diff(base, new) if c.field == field]
+    assert [c.direction for c in changes] == [direction], [str(c) for c in diff(base, new)]
+    back = [c for c in diff(new, base) if c.field == field]
+    assert [c.direction for c in back] == [{"loosen": "tighten", "tighten": "loosen"}[direction]]
+
+
+def test_restricted_to_baseline_loosens_the_network():
+    changes = diff(loader.load_profile("restricted"), loader.load_profile("baseline"))
+    assert any(c.direction == "loosen" and c.field == "network.deny_always" for c in changes)
+    assert not [c for c in diff(loader.load_profile("baseline"), loader.load_profile("strict"))
+                if c.direction == "loosen"]
+
+
+def test_floor_refuses_a_profile_that_opens_the_network(tmp_path):
+    from sandbox.errors import PolicyRefusal
+    from sandbox.opconfig import OperatorConfig
+    from tests.unit.test_shim import shim_with
+
+    opened = tmp_path / "opened.yaml"
+    opened.write_text(HEAD.replace("name: net", "name: opened") + "extends: strict\nnetwork:\n"
+                      "  egress: [{cidr: 0.0.0.0/0}]\n")
+    s = shim_with(OperatorConfig(default_profile="strict", floor="strict", allowed_profiles=(str(opened),),
+                                 profile_dirs=()))
+    with pytest.raises(PolicyRefusal, match="looser than the floor strict .network.egress"):
+        s.select_profile({"annotations": {"org.sandbox-runtime.profile": str(opened)}})
+
+
+def test_lint_network_rules(tmp_path):
+    ids = lambda p: {f.rule for f in lint(p)}  # noqa: E731
+    assert {"SBX017", "SBX018", "SBX019"} <= ids(loader.load_profile("baseline"))
+    assert not {"SBX017", "SBX018"} & ids(loader.load_profile("restricted"))
+    assert not {"SBX017", "SBX018", "SBX019", "SBX020"} & ids(loader.load_profile("strict"))
+    wide = load(tmp_path, "extends: strict\nnetwork:\n  egress: [{cidr: '::/0'}, {cidr: 10.0.0.0/8, ports: [1]}]\n")
+    assert [f.message for f in lint(wide) if f.rule == "SBX020"] == ["the entry ::/0 allows every protocol and port"]
+    meta = load(tmp_path, "extends: strict\nnetwork:\n  egress: [{cidr: 169.254.169.254}]\n", "m.yaml")
+    assert "SBX017" not in ids(meta)  # deny_always (inherited) wins over the list
+
+
+# --- the ruleset --------------------------------------------------------------------------
+
+STRICTISH = NetworkPolicy(egress=(), ingress=(), deny_always=("169.254.0.0/16", "fe80::/10", "node"))
+
+
+def test_no_rules_without_a_network_section():
+    assert netrules.ruleset(NetworkPolicy(), ("10.0.0.2",), ("10.0.0.1",)) is None
+
+
+def test_strict_allows_dns_to_the_resolvers_only_and_denies_the_rest():
+    r = netrules.ruleset(STRICTISH, ("10.0.0.2", "fd00::2"), ("192.0.2.1", "fe80::1", "172.17.0.1"))
+    text = r.text
+    assert "type filter hook output priority filter; policy drop;" in text
+    assert "type filter hook input priority filter; policy drop;" in text
+    assert "ip daddr 10.0.0.2 udp dport 53 counter accept" in text
+    assert "ip6 daddr fd00::2 tcp dport 53 counter accept" in text
+    # the node's fe80::1 lies in fe80::/10, so it is merged into it (nft refuses overlapping set elements)
+    assert "ip daddr { 169.254.0.0/16, 172.17.0.1, 192.0.2.1 } counter drop" in text
+    assert "ip6 daddr fe80::/10 counter drop" in text
+    out = text.split("chain output")[1]
+    assert out.index("oif \"lo\" accept") < out.index("ct state established,related accept") < out.index("udp dport 53")
+    assert out.rstrip().endswith("counter drop\n\t}\n}".rstrip())
+    assert r.rules == (3 + 4 + 2 + 1) + 4 and len(r.sha256) == 64
+    assert r.sha256 == netrules.digest(json.loads(json.dumps(r.document)))
+
+
+def test_restricted_only_denies_and_keeps_policy_accept():
+    r = netrules.ruleset(NetworkPolicy(deny_always=("169.254.0.0/16", "node")), ("10.0.0.2",), ("10.0.2.15",))
+    assert "policy accept;" in r.text and "chain input" not in r.text
+    assert "dport 53" not in r.text  # nothing to open when egress is not filtered
+
+
+def test_entries_render_as_nft_lists_them():
+    pol = NetworkPolicy(egress=(NetRule("10.1.0.0/24", "tcp", ((80, 80), (8000, 8100))),
+                                NetRule("fd00::/8", "udp", ((53, 53),)), NetRule("", "icmp"),
+                                NetRule("192.0.2.0/25"), NetRule("192.0.2.128/25", "udp")),
+                        ingress=(NetRule("", "tcp", ((8080, 8080),)),))
+    text = netrules.ruleset(pol, (), ()).text
+    assert "ip daddr 10.1.0.0/24 tcp dport { 80, 8000-8100 } counter accept" in text
+    assert "ip6 daddr fd00::/8 udp dport 53 counter accept" in text
+    assert "meta l4proto { icmp, ipv6-icmp } counter accept" in text
+    assert "ip daddr 192.0.2.0/25 counter accept" in text
+    assert "ip daddr 192.0.2.128/25 meta l4proto udp counter accept" in text
+    assert "tcp dport 8080 counter accept" in text.split("chain input")[1]
+
+
+def test_normalize_ignores_handles_counters_and_other_tables():
+    r = netrules.ruleset(STRICTISH, ("10.0.0.2",), ())
+    listing = {"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "sandbox",
+                                                                            "handle": 3}}]}
+    for cmd in r.document["nftables"]:
+        obj = cmd.get("add", {})
+        for kind in ("chain", "rule"):
+            if kind in obj:
+                item = json.loads(json.dumps(obj[kind]).replace('"counter": null',
+                                                                '"counter": {"packets": 3, "bytes": 180}'))
+                listing["nftables"].append({kind: {**item, "handle": 7}})
+    listing["nftables"].append({"rule": {"family": "ip", "table": "filter", "chain": "OUTPUT", "expr": []}})
+    assert netrules.normalize(listing) == netrules.normalize(r.document)
+    listing["nftables"][-2]["rule"]["expr"] = [{"accept": None}]
+    assert netrules.normalize(listing) != netrules.normalize(r.document)
+
+
+@pytest.mark.parametrize("text,canon", [
+    ("10.1.2.3/8", "10.0.0.0/8"), ("192.0.2.1", "192.0.2.1/32"), ("fd00:0:0::1", "fd00::1/128"),
+    ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1/128"), ("::ffff:192.0.2.1", "::ffff:192.0.2.1/128"),
+    ("fe80::/10", "fe80::/10"), ("::", "::/128"), ("1.2.3", None), ("1::2::3", None), ("10.0.0.0/33", None),
+])
+def test_address_parsing_matches_ipaddress(text, canon):
+    """The same networks as Python's ipaddress, written as inet_ntop (and so nft's listing) writes them."""
+    import ipaddress
+    import socket
+
+    assert netrules.canonical_network(text) == canon
+    if canon:
+        net = ipaddress.ip_network(text, strict=False)
+        fam = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        assert canon == f"{socket.inet_ntop(fam, net.network_address.packed)}/{net.prefixlen}"
+
+
+def test_ports_and_networks_merge():
+    assert netrules.merge_ports([(90, 100), (80, 80), (81, 89), (200, 300), (250, 260)]) == ((80, 100), (200, 300))
+    pol = NetworkPolicy(deny_always=("10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/25", "192.0.2.128/25"))
+    assert "ip daddr { 10.0.0.0/8, 192.0.2.0/24 } counter drop" in netrules.ruleset(pol, (), ()).text
+
+
+def test_stale_compiled_profile_from_another_model_is_not_used(tmp_path, monkeypatch):
+    """Found here: the shared cache handed a profile compiled by another installation (no network
+    section in its model) to this one, so a profile's network rules could silently vanish."""
+    from sandbox import cache
+
+    d = tmp_path / "cache"
+    d.mkdir(mode=0o700)
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(d))
+    assert cache.load_profile("strict").network.egress == ()
+    calls = []
+    monkeypatch.setattr(cache, "store", lambda *a: calls.append(a))
+    cache.load_profile("strict")
+    assert calls == []  # a hit
+    monkeypatch.setattr(cache, "model_signature", lambda: (("Profile", ("name",)),))
+    cache.load_profile("strict")
+    assert len(calls) == 1  # another model: a miss, rebuilt
