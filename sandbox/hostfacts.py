@@ -28,3 +28,12 @@ class HostFacts:
     rootfs_owner_uid: int | None = None
     # the memory cgroup can limit swap (v1 memory.memsw.*, v2 memory.swap.max)
     swap_limit: bool = True
+    # For a profile with a network section (probed only then): the nameservers of the bundle's
+    # resolv.conf and where they were read ("" when none could be), this node's own addresses
+    # (loopback excepted), all in canonical form, and sandbox's own hook program: its resolved
+    # path when it passes the trust check, else why it does not.
+    resolvers: tuple[str, ...] = ()
+    resolvers_source: str = ""
+    node_addresses: tuple[str, ...] = ()
+    network_hook: str = ""
+    network_hook_problem: str = "not probed"

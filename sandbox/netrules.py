@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from .profile import NetRule, NetworkPolicy
 
+ANNOTATION = "org.sandbox-runtime.network"  # the ruleset, as canonical JSON, for sandbox's own hook
 TABLE = "sandbox"
 FAMILY = "inet"
 NODE = "node"  # in deny_always: the node's own addresses
@@ -113,7 +114,7 @@ def contains(network: str, address: str) -> bool:
     return net is not None and addr is not None and _inside(addr, net)
 
 
-def _format_address(family: int, value: int) -> str:
+def format_address(family: int, value: int) -> str:
     if family == 4:
         return ".".join(str((value >> s) & 0xFF) for s in (24, 16, 8, 0))
     groups = [(value >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
@@ -132,7 +133,7 @@ def _format_address(family: int, value: int) -> str:
     hexes = [f"{g:x}" for g in groups]
     if best == 0 and (best_len == 6 or (best_len == 5 and groups[5] == 0xFFFF)):
         # an IPv4-mapped or -compatible address, written as inet_ntop (and so nft) writes it
-        return "::" + ("ffff:" if best_len == 5 else "") + _format_address(4, value & 0xFFFFFFFF)
+        return "::" + ("ffff:" if best_len == 5 else "") + format_address(4, value & 0xFFFFFFFF)
     if best < 0:
         return ":".join(hexes)
     return ":".join(hexes[:best]) + "::" + ":".join(hexes[best + best_len:])
@@ -143,7 +144,7 @@ def canonical_network(text: str) -> str | None:
     net = parse_network(text)
     if net is None:
         return None
-    return f"{_format_address(net[0], net[1])}/{net[2]}"
+    return f"{format_address(net[0], net[1])}/{net[2]}"
 
 
 def _merge_networks(nets: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -195,7 +196,7 @@ def describe_rule(rule: NetRule) -> str:
 
 def _addr_value(fam: int, val: int, n: int) -> Any:
     bits = 32 if fam == 4 else 128
-    addr = _format_address(fam, val)
+    addr = format_address(fam, val)
     return addr if n == bits else {"prefix": {"addr": addr, "len": n}}
 
 
@@ -291,10 +292,9 @@ def ruleset(policy: NetworkPolicy, resolvers: tuple[str, ...], node_addresses: t
             [{"counter": None}, {"drop": None}],
         ]
         chains.append(("input", "drop", rules))
-    table = {"family": FAMILY, "name": TABLE}
-    # `add` then `delete` then `add`: whatever table of this name existed goes, in the same transaction
-    commands: list[dict[str, Any]] = [{"add": {"table": table}}, {"delete": {"table": table}},
-                                      {"add": {"table": table}}]
+    # `create`, not `add`: in a namespace that already has a sandbox table (one this container joins)
+    # the whole transaction fails, and the hook then accepts the table only if it holds these rules
+    commands: list[dict[str, Any]] = [{"create": {"table": {"family": FAMILY, "name": TABLE}}}]
     count = 0
     for name, policy_verdict, chain_rules in chains:
         commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name, "type": "filter",

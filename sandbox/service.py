@@ -22,7 +22,7 @@ def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> 
     from .host import probe
     from .transform import apply
 
-    return apply(profile, config, probe(config, bundle_dir))
+    return apply(profile, config, probe(config, bundle_dir, network=profile.network.enforced))
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -513,3 +513,35 @@ def format_text(checks: Collection[Check]) -> str:
 
 def to_json(checks: Collection[Check]) -> list[dict[str, str]]:
     return [c.to_dict() for c in checks]
+
+
+def network_check(expected_config: dict[str, Any], listing: dict[str, Any] | None) -> Check:
+    """The live nftables rules of the container's network namespace against the ruleset its config carries.
+
+    `listing`: `nft -j list ruleset` run inside that namespace (read by the edge), None when it
+    could not be read.  Handles and counter values are ignored; any other difference fails.
+    """
+    from . import _fastjson, netrules
+
+    text = _d(expected_config.get("annotations")).get(netrules.ANNOTATION)
+    if not isinstance(text, str):
+        return Check("network", "SKIP", "no rules of its own", "not read",
+                     "no network section in the profile, or the container joins its pod's namespace")
+    try:
+        want = netrules.normalize(_fastjson.loads(text))
+    except ValueError:
+        return Check("network", "FAIL", "a readable ruleset", "unreadable", f"the {netrules.ANNOTATION} annotation "
+                     "is not a ruleset")
+    shown = f"table inet sandbox, sha256 {netrules.digest(_fastjson.loads(text))[:16]}"
+    if listing is None:
+        return Check("network", "FAIL", shown, "unreadable", "the container's rules could not be read")
+    got = netrules.normalize(listing)
+    if got == want:
+        rules = sum(len(r) for _, r in want.values())
+        return Check("network", "PASS", shown, "the same rules", f"{rules} rules in force in the kernel")
+    if not netrules.has_table(listing):
+        return Check("network", "FAIL", shown, "no table", "no table inet sandbox in the container's network namespace")
+    for chain in sorted(set(want) | set(got)):
+        if want.get(chain) != got.get(chain):
+            return Check("network", "FAIL", shown, "other rules", f"chain {chain} differs from the profile's")
+    return Check("network", "FAIL", shown, "other rules", "the rules differ from the profile's")

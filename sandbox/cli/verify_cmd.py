@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_INVALID, InspectError, PolicyRefusal, RuncError
-from ..verify import Check, compare, expected_from_config, failed, format_text, summary, to_json
+from ..verify import Check, compare, expected_from_config, failed, format_text, network_check, summary, to_json
 from .options import FORMAT, profile_option
 
 
@@ -57,8 +57,22 @@ def check_process(pid: int, expected_config: dict[str, Any]) -> list[Check]:
         ino = inspect.namespace_inode(path) if path else None
         if path and ino is not None:
             joined[path] = ino
-    return compare(expected, state, limits, inspect.host_namespaces(), absent_paths=absent,
-                   namespace_paths=joined, cap_last_cap=inspect.read_cap_last_cap())
+    checks = compare(expected, state, limits, inspect.host_namespaces(), absent_paths=absent,
+                     namespace_paths=joined, cap_last_cap=inspect.read_cap_last_cap())
+    return [*checks, network_check(expected_config, _live_rules(pid, expected_config))]
+
+
+def _live_rules(pid: int, expected_config: dict[str, Any]) -> dict[str, Any] | None:
+    """`nft -j list ruleset` inside the container's network namespace, when its config carries rules."""
+    from ..nethook import live_ruleset
+    from ..netrules import ANNOTATION
+
+    if ANNOTATION not in (expected_config.get("annotations") or {}):
+        return None
+    try:
+        return live_ruleset(pid)
+    except InspectError:
+        return None
 
 
 def verify_container(container_id: str, *, root: str | None, runc: str | None,

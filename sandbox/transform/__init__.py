@@ -18,6 +18,7 @@ from .devices import devices
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
+from .network import network
 from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import seccomp
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 
 
 # user before namespaces (it needs to know whether the bundle had a user namespace),
-# capabilities before seccomp (capability-conditional syscalls follow the final set).
+# capabilities before seccomp (capability-conditional syscalls follow the final set),
+# hooks before network (which adds sandbox's own hook after the bundle's have been judged).
 STEPS: tuple[Callable[[Context], None], ...] = (
     user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, lsm,
+    hooks, network, lsm,
 )
 
 

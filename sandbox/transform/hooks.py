@@ -27,7 +27,10 @@ def hooks(ctx: Context) -> None:
             argv0 = args[0] if args and isinstance(args[0], str) else ""
             ptr = pointer("hooks", stage, i)
             shown = path if real == path else f"{path} ({real})"
-            if real in allow or path in allow:
+            if ctx.host.network_hook and ctx.host.network_hook in (path, real):
+                # sandbox itself (trust-checked by the edge); the network step decides whether it stays
+                ctx.decide("hooks", ptr, "keep", shown, shown, "sandbox's own network hook", "network")
+            elif real in allow or path in allow:
                 ctx.decide("hooks", ptr, "keep", shown, shown, "the hook binary is allow-listed", "hooks.allow")
             elif pol.allow_engine_hooks and (posixpath.basename(real), argv0) in tables.ENGINE_HOOKS:
                 ctx.decide("hooks", ptr, "keep", shown, shown,

@@ -229,3 +229,227 @@ def test_stale_compiled_profile_from_another_model_is_not_used(tmp_path, monkeyp
     monkeypatch.setattr(cache, "model_signature", lambda: (("Profile", ("name",)),))
     cache.load_profile("strict")
     assert len(calls) == 1  # another model: a miss, rebuilt
+
+
+# --- the transform step -------------------------------------------------------------------------
+
+HOOK = "/usr/lib/sandbox/bin/sandbox-nethook"
+
+
+def _facts(**kw):
+    from sandbox.hostfacts import HostFacts
+
+    base = {"network_hook": HOOK, "resolvers": ("10.0.0.2",), "node_addresses": ("192.0.2.1",),
+            "host_namespaces": {"/var/run/netns/pod": False, "/run/netns/test": False}}
+    return HostFacts(**{**base, **kw})
+
+
+def _bundle(uid=1000, netns=None, annotations=None):
+    from sandbox.bundle import spec_for_rootfs
+
+    cfg = spec_for_rootfs("rootfs", ["sh"])
+    cfg["process"]["user"] = {"uid": uid, "gid": uid}
+    if netns:
+        for ns in cfg["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = netns
+    if annotations:
+        cfg["annotations"] = dict(annotations)
+    return cfg
+
+
+def _net(decisions):
+    return [d for d in decisions if d.control == "network"]
+
+
+def test_strict_gets_sandboxs_hook_and_the_ruleset_annotation():
+    from sandbox.transform import apply
+
+    out = apply(loader.load_profile("strict"), _bundle(), _facts())
+    assert not out.refused
+    hooks = out.config["hooks"]["createRuntime"]
+    assert len(hooks) == 1 and hooks[0]["path"] == HOOK and hooks[0]["timeout"] == 10
+    text = out.config["annotations"][netrules.ANNOTATION]
+    doc = json.loads(text)
+    assert hooks[0]["args"] == ["sandbox-nethook", "--sha256", netrules.digest(doc)]
+    assert "ip daddr 10.0.0.2 udp dport 53 counter accept" in netrules.to_text(doc)
+    assert "192.0.2.1" in netrules.to_text(doc)  # node
+    actions = [(d.action, d.pointer) for d in _net(out.decisions)]
+    assert actions == [("set", "/annotations/org.sandbox-runtime.network"), ("tighten", "/hooks/createRuntime/0")]
+    recorded = _net(out.decisions)[0].after
+    assert recorded["sha256"] == netrules.digest(doc) and "table inet sandbox" in recorded["ruleset"]
+
+
+def test_applying_twice_keeps_everything():
+    from sandbox.transform import apply
+
+    strict = loader.load_profile("strict")
+    once = apply(strict, _bundle(), _facts())
+    twice = apply(strict, once.config, _facts())
+    assert twice.config == once.config
+    assert {d.action for d in _net(twice.decisions)} == {"keep"}
+    assert [d.action for d in twice.decisions if d.control == "hooks"] == ["keep"]
+
+
+def test_a_bundles_own_copy_of_the_hook_is_replaced_and_without_a_section_removed():
+    from sandbox.transform import apply
+
+    cfg = _bundle(annotations={netrules.ANNOTATION: '{"nftables": []}'})
+    forged = {"path": HOOK, "args": ["sandbox-nethook", "--sha256", netrules.digest({"nftables": []})]}
+    cfg["hooks"] = {"prestart": [forged], "createRuntime": [dict(forged)]}
+    out = apply(loader.load_profile("strict"), cfg, _facts())
+    assert not out.refused
+    assert out.config["hooks"]["prestart"] == [] and len(out.config["hooks"]["createRuntime"]) == 1
+    assert out.config["hooks"]["createRuntime"][0]["args"][2] != forged["args"][2]
+    assert sum(1 for d in _net(out.decisions) if d.action == "drop") == 2
+    plain = apply(loader.load_profile("baseline"), cfg, _facts())
+    assert not plain.refused and netrules.ANNOTATION not in plain.config["annotations"]
+    assert plain.config["hooks"] == {"prestart": [], "createRuntime": []}
+
+
+def test_no_trusted_hook_program_refuses():
+    from sandbox.transform import apply
+
+    out = apply(loader.load_profile("restricted"), _bundle(), _facts(network_hook="",
+                network_hook_problem="the network hook program /x is writable by group or others (mode 0775)"))
+    assert out.refused
+    assert [d.reason for d in out.refusals] == [
+        "the network rules cannot be loaded: the network hook program /x is writable by group or others (mode 0775)"]
+
+
+def test_sharing_the_hosts_network_namespace_is_refused():
+    from sandbox.transform import apply
+
+    p = load_profile_text("extends: restricted\nnamespaces:\n  required: [pid, ipc, uts, mount]\n")
+    cfg = _bundle()
+    cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "network"]
+    out = apply(p, cfg, _facts())
+    assert any("share the host's network namespace" in d.reason for d in out.refusals)
+
+
+def test_kubernetes_pod_members_get_no_rules_of_their_own_the_sandbox_does():
+    from sandbox.transform import apply
+
+    member = _bundle(netns="/var/run/netns/pod", annotations={"io.kubernetes.cri.container-type": "container"})
+    out = apply(loader.load_profile("restricted"), member, _facts())
+    assert not out.refused and not (out.config.get("hooks") or {}).get("createRuntime")
+    assert netrules.ANNOTATION not in (out.config.get("annotations") or {})
+    assert [d.action for d in _net(out.decisions)] == ["keep"]
+    pause = _bundle(netns="/var/run/netns/pod", annotations={"io.kubernetes.cri.container-type": "sandbox"})
+    out = apply(loader.load_profile("restricted"), pause, _facts())
+    assert len(out.config["hooks"]["createRuntime"]) == 1
+
+
+def test_a_joined_namespace_that_is_not_a_pods_gets_the_rules():
+    from sandbox.transform import apply
+
+    out = apply(loader.load_profile("restricted"), _bundle(netns="/run/netns/test"), _facts())
+    assert not out.refused and len(out.config["hooks"]["createRuntime"]) == 1
+
+
+def test_bundle_resolvers_inside_deny_always_stay_unreachable_unless_pinned():
+    from sandbox.transform import apply
+
+    facts = _facts(resolvers=("169.254.20.10", "192.0.2.1", "10.0.0.2"))
+    out = apply(loader.load_profile("strict"), _bundle(), facts)
+    text = netrules.to_text(json.loads(out.config["annotations"][netrules.ANNOTATION]))
+    assert "ip daddr 10.0.0.2 udp dport 53" in text and "169.254.20.10 udp" not in text
+    assert len([d for d in _net(out.decisions) if d.action == "warn"]) == 2
+    pinned = load_profile_text("extends: strict\nnetwork:\n  dns: [169.254.20.10]\n")
+    text = netrules.to_text(json.loads(apply(pinned, _bundle(), facts).config["annotations"][netrules.ANNOTATION]))
+    assert "ip daddr 169.254.20.10 udp dport 53 counter accept" in text and "10.0.0.2 udp" not in text
+    # the pinned resolver is accepted before the deny_always drop that covers it
+    assert text.index("169.254.20.10 udp") < text.index("169.254.0.0/16")
+
+
+def test_complain_mode_records_and_changes_nothing():
+    from sandbox._record import replace
+    from sandbox.transform import apply
+
+    cfg = _bundle()
+    out = apply(replace(loader.load_profile("strict"), mode="complain"), cfg, _facts())
+    assert out.config == cfg and _net(out.decisions) and not any(d.applied for d in _net(out.decisions))
+
+
+def load_profile_text(body):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(HEAD + body)
+    try:
+        return loader.load_profile(f.name)
+    finally:
+        import os
+
+        os.unlink(f.name)
+
+
+# --- the hook's checks that need no namespace -------------------------------------------------------
+
+def test_hook_program_trust_check(tmp_path):
+    import os
+
+    from sandbox.nethook import file_problem, hook_program
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    prog = bindir / "sandbox-nethook"
+    assert "cannot be used" in hook_program(str(bindir))[1]
+    prog.write_text("#!/bin/sh\nexit 0\n")
+    prog.chmod(0o755)
+    path, problem = hook_program(str(bindir))
+    if "lies in" in problem:  # pytest's own tmp directories: not this test's business
+        pytest.skip(problem)
+    assert (path, problem) == (str(prog), "")
+    link_dir = tmp_path / "elsewhere"
+    link_dir.mkdir()
+    (link_dir / "sandbox-nethook").symlink_to(prog)
+    assert hook_program(str(link_dir)) == (str(prog), "")  # resolved
+    prog.chmod(0o775)
+    assert "writable by group or others" in hook_program(str(bindir))[1]
+    prog.chmod(0o644)
+    assert "not an executable file" in file_problem(str(prog), "x")
+    prog.chmod(0o755)
+    bindir.chmod(0o777)
+    assert "which group or others may write" in hook_program(str(bindir))[1]
+    bindir.chmod(0o755)
+    if os.geteuid() == 0:
+        os.chown(prog, 1000, 1000)
+        assert "not owned by root" in hook_program(str(bindir))[1]
+
+
+def test_hook_refuses_what_sandbox_did_not_write(tmp_path):
+    import io
+    import os
+
+    from sandbox import nethook
+
+    doc = netrules.ruleset(STRICTISH, (), ()).document
+    text = netrules.canonical(doc).decode()
+    good = netrules.digest(doc)
+    state = {"pid": os.getpid(), "annotations": {netrules.ANNOTATION: text}}
+    with pytest.raises(nethook.HookError, match="SHA-256 differs"):
+        nethook.load("0" * 64, state)
+    with pytest.raises(nethook.HookError, match="no org.sandbox-runtime.network annotation"):
+        nethook.load(good, {"pid": os.getpid(), "annotations": {}})
+    with pytest.raises(nethook.HookError, match="names no process"):
+        nethook.load(good, {"pid": True, "annotations": state["annotations"]})
+    # our own process is in the runtime's namespace: never loaded there
+    with pytest.raises(nethook.HookError, match="the runtime's own network namespace"):
+        nethook.load(good, state)
+    with pytest.raises(nethook.HookError, match="usage"):
+        nethook._expected_sha256(["--sha256"])
+    with pytest.raises(nethook.HookError, match="not a JSON object"):
+        nethook._read_state(io.BytesIO(b"[1]"))
+
+
+def test_hook_main_reports_one_line_and_fails(monkeypatch, capsys):
+    import io
+
+    from sandbox import nethook
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"pid": 1}')))
+    assert nethook.main(["--sha256", "0" * 64]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sandbox-nethook: ") and err.count("\n") == 1

@@ -11,9 +11,11 @@ from sandbox.transform.seccomp import intersect
 from tests.conftest import FIXTURES, OCI
 
 DOCKER_CID = "4d2f" * 16
+NETHOOK = "/usr/lib/sandbox/bin/sandbox-nethook"  # as if probed and trusted
 DOCKER_FACTS = HostFacts(
     realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
     host_namespaces={f"/var/run/docker/netns/{DOCKER_CID[:12]}": False},
+    network_hook=NETHOOK,
 )
 
 

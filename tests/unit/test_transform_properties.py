@@ -1,11 +1,12 @@
 """Property-based tests: for generated bundles the result is never looser than the input nor the profile."""
 
 import copy
+import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, tables
+from sandbox import loader, netrules, tables
 from sandbox.diff import allowed_syscalls
 from sandbox.hostfacts import HostFacts
 from sandbox.transform import apply
@@ -71,7 +72,8 @@ def _result_allows(sec, name):
     return any(r["action"] in tables.SECCOMP_PERMISSIVE_ACTIONS for r in rules)
 
 
-FACTS = HostFacts(realpaths={"/var/run/docker.sock": "/run/docker.sock"})
+FACTS = HostFacts(realpaths={"/var/run/docker.sock": "/run/docker.sock"}, network_hook="/usr/lib/sandbox/bin/sandbox-nethook",
+                  resolvers=("10.0.0.2", "169.254.20.10"), node_addresses=("192.0.2.1", "fd00::1"))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,6 +111,11 @@ def test_never_looser_than_bundle_or_profile(cfg, name):
     for m in res["mounts"]:
         if m.get("source") in ("/var/run/docker.sock", "/run"):
             assert out.refused
+    if profile.network.enforced and not out.refused:
+        # exactly one hook of sandbox's, carrying the hash of the rules in the annotation
+        ours = [h for stage in res["hooks"].values() for h in stage if h["path"] == FACTS.network_hook]
+        assert ours == res["hooks"]["createRuntime"][-1:] and len(ours) == 1
+        assert ours[0]["args"][2] == netrules.digest(json.loads(res["annotations"][netrules.ANNOTATION]))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
