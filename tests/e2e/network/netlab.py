@@ -5,9 +5,9 @@ assigns there: a random IPv6 ULA /64 (never the host's own prefixes), server `::
 `::3`, a second resolver the container may not use) in the "server" namespace, client `::2`
 on the other end of a veth.  Nothing is created in the host's network namespace: the veth is
 made inside the server namespace with its peer directly in the client's.  Every probe is one
-attempt with a short timeout (tests/e2e/netprobe.c).
+attempt with a short timeout (netprobe.c).
 
-`python -m tests.e2e.netlab serve --tcp P --udp P --dns ADDR ...` is the server side (run
+`python -m tests.e2e.network.netlab serve --tcp P --udp P --dns ADDR ...` is the server side (run
 inside the server namespace by `NetLab.start_servers`): TCP listeners that accept and
 close, and on each ADDR a UDP echo on every --udp port and a tiny DNS responder on port 53
 that answers every query.
@@ -23,7 +23,8 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+TCP_OK, TCP_NO, UDP_OK, UDP_NO = 17080, 17081, 17090, 17091
 NSENTER = "/usr/bin/nsenter"
 NFT = "/usr/sbin/nft"
 
@@ -84,8 +85,11 @@ class NetLab:
         ip("-n", self.server_ns, "link", "set", a, "up")
         if self._veths == 1 and any(self.ports):
             self.start_servers(*self.ports, dns=(self.server, self.other))
-        inside = ["nsenter", f"--net={target if target.startswith('/') else f'/proc/{target}/ns/net'}", "--", "ip"]
-        for args in (["addr", "add", f"{client or self.client}/64", "dev", b, "nodad"], ["link", "set", b, "up"]):
+        inside = ["nsenter", f"--net={target if target.startswith('/') else f'/proc/{target}/ns/net'}", "--"]
+        # Docker turns IPv6 off in the namespaces it makes for containers without an IPv6 network
+        for args in (["sysctl", "-qw", f"net.ipv6.conf.{b}.disable_ipv6=0"],
+                     ["ip", "addr", "add", f"{client or self.client}/64", "dev", b, "nodad"],
+                     ["ip", "link", "set", b, "up"]):
             res = subprocess.run([*inside, *args], capture_output=True, text=True, timeout=30)
             if res.returncode != 0:
                 raise RuntimeError(f"{' '.join(inside + args)}: {res.stderr.strip()}")
@@ -93,7 +97,7 @@ class NetLab:
 
     def start_servers(self, tcp: tuple[int, ...], udp: tuple[int, ...], dns: tuple[str, ...]) -> None:
         """TCP listeners on `tcp`, and on each of `dns` a UDP echo on `udp` and a DNS responder."""
-        args = [NSENTER, f"--net=/run/netns/{self.server_ns}", "--", sys.executable, "-m", "tests.e2e.netlab",
+        args = [NSENTER, f"--net=/run/netns/{self.server_ns}", "--", sys.executable, "-m", "tests.e2e.network.netlab",
                 "serve"]
         for p in tcp:
             args += ["--tcp", str(p)]
@@ -139,6 +143,60 @@ class NetLab:
             match = json.dumps(rule["expr"][0].get("match", {}).get("right", "")) if rule["expr"] else ""
             out.append((f"{verdict} {match}", counter["packets"]))
         return out
+
+
+# -- what the tests run and check ---------------------------------------------------------------------
+
+def lab_profile(lab, path, name="net-lab", extends="restricted", extra=""):
+    path.write_text(f"""apiVersion: sandbox/v1
+kind: Profile
+name: {name}
+extends: {extends}
+network:
+  egress:
+    - {{cidr: "{lab.server}", ports: [{TCP_OK}]}}
+    - {{cidr: "{lab.server}", protocol: udp, ports: [{UDP_OK}]}}
+  dns: ["{lab.server}"]
+{extra}""")
+    os.chmod(path, 0o644)
+    return str(path)
+
+
+def probe_script(lab):
+    s, o = lab.server, lab.other
+    steps = [f"tcp {s} {TCP_OK}", f"tcp {s} {TCP_NO}", f"udp {s} {UDP_OK}", f"udp {s} {UDP_NO}", f"dns {s} 53",
+             f"dns {o} 53"]
+    return "; ".join(f"/netprobe {step} 1000" for step in steps) + "; echo probes-done"
+
+
+def results(out):
+    """{(kind, port or resolver): ok | refused | timeout | eperm | error:...} from netprobe's lines."""
+    got = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] in ("tcp", "udp", "dns"):
+            got[(parts[0], parts[2] if parts[0] != "dns" else parts[1])] = parts[3]
+    return got
+
+
+def expect_only_allowed(lab, got):
+    """What the lab profile allows answers; the rest does not."""
+    assert got[("tcp", str(TCP_OK))] == "ok", got
+    assert got[("udp", str(UDP_OK))] == "ok", got
+    assert got[("dns", lab.server)] == "ok", got
+    for key in (("tcp", str(TCP_NO)), ("udp", str(UDP_NO)), ("dns", lab.other)):
+        assert got[key] != "ok", (key, got)
+    assert len(got) == 6, got
+
+
+def expect_kernel_drops(lab, target, at_least=3):
+    """The final `counter drop` of the output chain counted the denied attempts; the accepts counted theirs."""
+    counters = NetLab.counters(NetLab.ruleset(target))
+    final_drop = [n for what, n in counters if what == 'drop ""']
+    accepted = [n for what, n in counters if what.startswith("accept") and lab.server in what]
+    assert final_drop and final_drop[-1] >= at_least, counters
+    assert accepted and sum(accepted) >= 3, counters  # tcp, udp and dns to the allowed server
+    return counters
 
 
 # -- the server side -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Network policy end to end: real connections between namespaces the tests make, rules read from the kernel.
 
-Every test builds its own network (tests/e2e/netlab.py): a server namespace listening on
+Every test builds its own network (netlab.py): a server namespace listening on
 two TCP ports, two UDP ports and DNS on two addresses, joined by a veth to the container's
 namespace, all on a random IPv6 ULA prefix.  A container under a profile that allows one TCP
 port, one UDP port and the first resolver probes all of them once (1 s timeouts); the
@@ -17,114 +17,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 
 import pytest
 
 from sandbox import netrules
 from tests.conftest import ROOT
-from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.engines import PrivateRunc, audit_records
-from tests.e2e.netlab import NetLab
+from tests.e2e.network.netlab import (
+    TCP_NO,
+    TCP_OK,
+    UDP_OK,
+    NetLab,
+    expect_kernel_drops,
+    expect_only_allowed,
+    lab_profile,
+    probe_script,
+    results,
+)
 
 pytestmark = pytest.mark.e2e
-
-TCP_OK, TCP_NO, UDP_OK, UDP_NO = 17080, 17081, 17090, 17091
-
-
-@pytest.fixture(scope="session")
-def netprobe(_e2e_state):
-    _, reason = _e2e_state
-    if reason:
-        e2e_unavailable(reason)
-    for tool in ("gcc", "nft", "nsenter", "ip"):
-        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            e2e_unavailable(f"{tool} is not installed")
-    out = tempfile.mkdtemp(prefix="sandbox-netprobe-")
-    path = os.path.join(out, "netprobe")
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", path, os.path.join(ROOT, "tests", "e2e", "netprobe.c")],
-                   check=True, timeout=120)
-    yield path
-    shutil.rmtree(out, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def net_rootfs(demo_rootfs, netprobe):
-    """The demo rootfs plus /netprobe, in a 0755 directory (user-namespaced roots must reach it)."""
-    parent = tempfile.mkdtemp(prefix="sandbox-net-rootfs-")
-    os.chmod(parent, 0o755)
-    root = os.path.join(parent, "rootfs")
-    shutil.copytree(demo_rootfs, root, symlinks=True)
-    shutil.copy(netprobe, os.path.join(root, "netprobe"))
-    os.chmod(os.path.join(root, "netprobe"), 0o755)
-    yield root
-    shutil.rmtree(parent, ignore_errors=True)
-
-
-@pytest.fixture
-def lab(e2e):
-    net = NetLab(tcp=(TCP_OK, TCP_NO), udp=(UDP_OK, UDP_NO)).up()
-    try:
-        yield net
-    finally:
-        net.down()
-
-
-def lab_profile(lab, path, name="net-lab", extends="restricted", extra=""):
-    path.write_text(f"""apiVersion: sandbox/v1
-kind: Profile
-name: {name}
-extends: {extends}
-network:
-  egress:
-    - {{cidr: "{lab.server}", ports: [{TCP_OK}]}}
-    - {{cidr: "{lab.server}", protocol: udp, ports: [{UDP_OK}]}}
-  dns: ["{lab.server}"]
-{extra}""")
-    os.chmod(path, 0o644)
-    return str(path)
-
-
-def probe_script(lab):
-    s, o = lab.server, lab.other
-    steps = [f"tcp {s} {TCP_OK}", f"tcp {s} {TCP_NO}", f"udp {s} {UDP_OK}", f"udp {s} {UDP_NO}", f"dns {s} 53",
-             f"dns {o} 53"]
-    return "; ".join(f"/netprobe {step} 1000" for step in steps) + "; echo probes-done"
-
-
-def results(out):
-    """{(kind, port or resolver): ok | refused | timeout | eperm | error:...} from netprobe's lines."""
-    got = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[0] in ("tcp", "udp", "dns"):
-            got[(parts[0], parts[2] if parts[0] != "dns" else parts[1])] = parts[3]
-    return got
-
-
-def expect_only_allowed(lab, got):
-    """What the lab profile allows answers; the rest does not."""
-    assert got[("tcp", str(TCP_OK))] == "ok", got
-    assert got[("udp", str(UDP_OK))] == "ok", got
-    assert got[("dns", lab.server)] == "ok", got
-    for key in (("tcp", str(TCP_NO)), ("udp", str(UDP_NO)), ("dns", lab.other)):
-        assert got[key] != "ok", (key, got)
-    assert len(got) == 6, got
-
-
-def expect_kernel_drops(lab, target, at_least=3):
-    """The final `counter drop` of the output chain counted the denied attempts; the accepts counted theirs."""
-    counters = NetLab.counters(NetLab.ruleset(target))
-    final_drop = [n for what, n in counters if what == 'drop ""']
-    accepted = [n for what, n in counters if what.startswith("accept") and lab.server in what]
-    assert final_drop and final_drop[-1] >= at_least, counters
-    assert accepted and sum(accepted) >= 3, counters  # tcp, udp and dns to the allowed server
-    return counters
-
 
 def sandbox_run(*args, audit, prefix=(), timeout=90):
     """`sandbox run ARGS`; `prefix` runs it under another command (nsenter into the "node" namespace)."""
