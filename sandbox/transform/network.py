@@ -44,6 +44,12 @@ def network(ctx: Context) -> None:
                    "the container would share the host's network namespace; its network rules can only be "
                    "loaded into a namespace of its own", "network")
         return
+    holders = [name for name, caps in sorted(_capability_sets(ctx).items()) if "CAP_NET_ADMIN" in caps]
+    if holders:
+        ctx.decide("network", pointer("process", "capabilities"), "refuse", "CAP_NET_ADMIN", None,
+                   f"CAP_NET_ADMIN ({', '.join(holders)}) would let the workload change or remove its own network "
+                   "rules", "network")
+        return
     joined = ns.get("path") or ""
     if joined and any(annotations.get(k) == v for k, v in CRI_POD_MEMBER):
         _remove(ctx, mine, annotations, "the container joins its pod's network namespace")
@@ -59,6 +65,11 @@ def network(ctx: Context) -> None:
         return
     _annotate(ctx, annotations, rules)
     _hook(ctx, mine, rules)
+
+
+def _capability_sets(ctx: Context) -> dict[str, list[Any]]:
+    caps = ctx.get("process", "capabilities")
+    return {k: v for k, v in caps.items() if isinstance(v, list)} if isinstance(caps, dict) else {}
 
 
 def _network_namespace(ctx: Context) -> tuple[int, dict[str, Any] | None]:

@@ -453,3 +453,17 @@ def test_hook_main_reports_one_line_and_fails(monkeypatch, capsys):
     assert nethook.main(["--sha256", "0" * 64]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sandbox-nethook: ") and err.count("\n") == 1
+
+
+def test_cap_net_admin_with_a_network_section_is_refused():
+    """A workload that may administer its own namespace's network could flush its rules."""
+    from sandbox.transform import apply
+
+    p = load_profile_text("extends: restricted\ncapabilities: [NET_BIND_SERVICE, NET_ADMIN]\n")
+    cfg = _bundle()
+    cfg["process"]["capabilities"]["bounding"].append("CAP_NET_ADMIN")
+    out = apply(p, cfg, _facts())
+    assert [d.reason for d in out.refusals] == [
+        "CAP_NET_ADMIN (bounding) would let the workload change or remove its own network rules"]
+    cfg["process"]["capabilities"]["bounding"].remove("CAP_NET_ADMIN")
+    assert not apply(p, cfg, _facts()).refused
