@@ -29,8 +29,9 @@ BASELINE_CAPS = {"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER
 
 
 class _Engine:
-    def __init__(self, daemon, runtime, quiet_runtime, audit, argv_log):
+    def __init__(self, daemon, runtime, quiet_runtime, audit, argv_log, config):
         self.daemon = daemon
+        self.config = config  # the operator config
         self.runtime = runtime
         self.quiet_runtime = quiet_runtime  # the same, with the runtime's stderr thrown away
         self.audit = audit
@@ -71,7 +72,7 @@ def containerd(_e2e_state, demo_rootfs, tmp_path_factory):
         res = daemon.ctr("images", "import", tar)
         assert res.returncode == 0, res.stderr
         assert {IMAGE, APP_IMAGE} <= set(daemon.ctr("images", "ls", "-q").stdout.split())
-        yield _Engine(daemon, runtime, quiet, conf["audit"], argv_log)
+        yield _Engine(daemon, runtime, quiet, conf["audit"], argv_log, conf["path"])
     finally:
         daemon.stop()
 
@@ -213,3 +214,40 @@ def test_audit_log_verifies(ctrd):
     ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", ctrd.audit], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+PROBE = """import fcntl, os, sys
+with open(sys.argv[1], "a") as f:
+    for n in (1, 2):
+        f.write(f"{n} {os.readlink(f'/proc/self/fd/{n}')} {fcntl.fcntl(n, fcntl.F_GETFL) & os.O_ACCMODE}\\n")
+"""
+
+
+def _stdio_probe_runtime(ctrd, work, probe):
+    """A runtime that notes where its stdout and stderr point and how they are open, then is sandbox-runc."""
+    (work / "probe.py").write_text(PROBE)
+    path = work / "runc"
+    path.write_text(f"#!/bin/sh\n{sys.executable} -I {work / 'probe.py'} {probe}\n"
+                    f"SANDBOX_CONFIG={ctrd.config} exec {shim_path()} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd, tmp_path):
+    """Issue 12: containerd's shim starts the runtime of a process without stdio (`ctr run --null-io`;
+    every pod's pause container) with stdout and stderr on /dev/null opened read-only.  sandbox-runc
+    used to die flushing stderr (exit status 120), with no reason for ctr and no audit record."""
+    probe = tmp_path / "stdio"
+    runtime = _stdio_probe_runtime(ctrd, tmp_path, probe)
+    cid = _new_id()
+    res = ctrd.run(cid, "--null-io", "--mount", "type=bind,src=/etc,dst=/hostetc,options=rbind:ro",
+                   cmd=("true",), runtime=runtime)
+    assert res.returncode != 0
+    create = probe.read_text().splitlines()[:2]  # the create call's
+    assert create == [f"1 /dev/null {os.O_RDONLY}", f"2 /dev/null {os.O_RDONLY}"], create
+    assert "refused by sandbox profile baseline: bind mount of /etc" in res.stderr, res.stderr
+    assert "exit status" not in res.stderr and "log.json: no such file" not in res.stderr
+    records = ctrd.records(cid)
+    assert records[-1]["event"] == "refused" and "bind mount of /etc" in records[-1]["data"]["reason"]
+    assert cid not in ctrd.ctr("task", "ls", "-q").stdout.split()
+    ctrd.ctr("containers", "rm", cid)
