@@ -16,7 +16,16 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.daemons import Containerd, logging_runtime, oci_image_tar, read_argv_log
-from tests.e2e.engines import ANNOTATION, audit_records, operator_config, require_tool, shim_path, status_caps
+from tests.e2e.engines import (
+    ANNOTATION,
+    audit_records,
+    operator_config,
+    require_tool,
+    shim_path,
+    start_daemon,
+    status_caps,
+    stop_daemon,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -223,22 +232,27 @@ with open(sys.argv[1], "a") as f:
 """
 
 
-def _stdio_probe_runtime(ctrd, work, probe):
+def _stdio_probe_runtime(ctrd, work, probe, daemon_socket):
     """A runtime that notes where its stdout and stderr point and how they are open, then is sandbox-runc."""
     (work / "probe.py").write_text(PROBE)
     path = work / "runc"
     path.write_text(f"#!/bin/sh\n{sys.executable} -I {work / 'probe.py'} {probe}\n"
-                    f"SANDBOX_CONFIG={ctrd.config} exec {shim_path()} \"$@\"\n")
+                    f"SANDBOX_CONFIG={ctrd.config} SANDBOX_DAEMON_SOCKET={daemon_socket} exec {shim_path()} \"$@\"\n")
     path.chmod(0o755)
     return str(path)
 
 
-def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd, tmp_path):
+@pytest.mark.parametrize("path", ["python", "daemon"])
+def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd, tmp_path, path, request):
     """Issue 12: containerd's shim starts the runtime of a process without stdio (`ctr run --null-io`;
     every pod's pause container) with stdout and stderr on /dev/null opened read-only.  sandbox-runc
     used to die flushing stderr (exit status 120), with no reason for ctr and no audit record."""
     probe = tmp_path / "stdio"
-    runtime = _stdio_probe_runtime(ctrd, tmp_path, probe)
+    sock = "off"
+    if path == "daemon":
+        sock, proc = start_daemon(tmp_path)
+        request.addfinalizer(lambda: stop_daemon(proc))
+    runtime = _stdio_probe_runtime(ctrd, tmp_path, probe, sock)
     cid = _new_id()
     res = ctrd.run(cid, "--null-io", "--mount", "type=bind,src=/etc,dst=/hostetc,options=rbind:ro",
                    cmd=("true",), runtime=runtime)
@@ -249,5 +263,7 @@ def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd,
     assert "exit status" not in res.stderr and "log.json: no such file" not in res.stderr
     records = ctrd.records(cid)
     assert records[-1]["event"] == "refused" and "bind mount of /etc" in records[-1]["data"]["reason"]
+    served = [r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"]
+    assert served == [None if path == "python" else "daemon"]
     assert cid not in ctrd.ctr("task", "ls", "-q").stdout.split()
     ctrd.ctr("containers", "rm", cid)
