@@ -166,7 +166,9 @@ class Daemon:
                     try:
                         self.handle(conn)
                     except Exception as e:  # one bad request (no answer: its client falls back), not the daemon
-                        sys.stderr.write(f"sandbox daemon: request dropped: {e.__class__.__name__}: {e}\n")
+                        from .shim import write_stderr
+
+                        write_stderr(f"sandbox daemon: request dropped: {e.__class__.__name__}: {e}\n")
                     finally:
                         self.busy = False
         except KeyboardInterrupt:
