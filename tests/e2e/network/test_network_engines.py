@@ -2,10 +2,9 @@
 
 The same lab and probes as test_network.py.  podman joins a namespace the test made
 (`--network ns:PATH`); ctr joins one too (`--with-ns network:PATH`); Docker makes its own
-(`--network none`, after its libnetwork-setkey hook) and the test then plugs the lab's veth
-into it, so the rules are seen to hold after the engine's network set-up and after the
-container has started.  (A Kubernetes pod through the CRI is not here: the CRI harness has
-not landed on main; the pod rule is covered in tests/unit/test_network.py.)
+(`--network none`, after its libnetwork-setkey hook) and so does a Kubernetes pod through the
+CRI (containerd's CNI, tests/e2e/cri/); the test then plugs the lab's veth into it, so the
+rules are seen to hold after the engine's network set-up and after the container has started.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import uuid
 import pytest
 
 from sandbox import netrules
+from tests.e2e.cri.harness import HANDLER, CriEngine, tools_missing
 from tests.e2e.daemons import Containerd, Dockerd, logging_runtime, oci_image_tar, rootfs_tar_bytes
 from tests.e2e.engines import (
     ANNOTATION,
@@ -143,3 +143,44 @@ def test_containerd_ctr_joins_a_test_made_namespace_and_gets_the_rules(e2e, lab,
         assert netrules.to_text(NetLab.ruleset(ctr)) == _recorded_ruleset(conf["audit"], cid)
     finally:
         daemon.stop()
+
+
+def test_kubernetes_pod_gets_the_rules_once_through_its_sandbox_container(e2e, lab, net_rootfs, demo_rootfs,
+                                                                          tmp_path):
+    """A pod through the CRI (as the kubelet drives containerd): the pause container loads the pod's
+    rules into the pod's namespace; the application container joins it and gets none of its own."""
+    missing = tools_missing()
+    if missing:
+        require_tool(missing[0])
+    (tmp_path / "cri").mkdir()
+    engine = CriEngine(tmp_path / "cri", demo_rootfs).start()
+    try:
+        # restricted forbids host paths but the engines' usual ones; this containerd keeps the
+        # pods' hosts, hostname and resolv.conf under its own root and state
+        allowed = [os.path.join(d, "sandboxes") for d in (engine.daemon.cri_root(), engine.daemon.cri_state())]
+        profile = lab_profile(lab, tmp_path / "lab.yaml", extra=f"filesystem:\n  allowed_host_paths: {json.dumps(allowed)}\n")
+        engine.write_config(allowed_profiles=[profile])
+        image = "sandbox.test/net:app"
+        tar = oci_image_tar(net_rootfs, str(tmp_path / "net.tar"), {image: {"User": "1000:1000"}})
+        assert engine.daemon.ctr("images", "import", tar).returncode == 0
+        with engine.pod("net-pod", profile=profile) as pod:
+            cid = pod.container("app", ["sleep", "600"], image=image)
+            state = subprocess.run(["runc", "--root", engine.daemon.runc_root_of(HANDLER), "state", pod.id],
+                                   capture_output=True, text=True, timeout=30)
+            pid = str(json.loads(state.stdout)["pid"])
+            lab.connect(pid)
+            code, out, err = engine.client.exec_sync(cid, ["sh", "-c", probe_script(lab)], timeout=60)
+            assert code == 0 and "probes-done" in out, out + err
+            expect_only_allowed(lab, results(out))
+            expect_kernel_drops(lab, pid)
+            assert netrules.to_text(NetLab.ruleset(pid)) == _recorded_ruleset(engine.audit, pod.id)
+            # the pause container carries the hook and the rules; the application container neither
+            assert engine.oci_config(pod.id)["hooks"]["createRuntime"][-1]["args"][0] == "sandbox-nethook"
+            app = engine.oci_config(cid)
+            assert not (app.get("hooks") or {}).get("createRuntime")
+            assert netrules.ANNOTATION not in app["annotations"]
+            keep = [r["decision"] for r in engine.records(cid) if r["event"] == "decision"
+                    and r["decision"]["control"] == "network"]
+            assert [d["action"] for d in keep] == ["keep"] and "pod's network namespace" in keep[0]["reason"]
+    finally:
+        engine.stop()
