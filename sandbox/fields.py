@@ -177,6 +177,17 @@ class Strings(Kind):
         return {"type": "array", "items": self.item_schema}
 
 
+def mappings(c: Checker, value: Any, path: Path, what: str, item: str,
+             keys: tuple[str, ...]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each mapping of a list of mappings with its path, the list, the items and their keys checked."""
+    if not c.typed(value, path, list, what):
+        return
+    for i, m in enumerate(value):
+        if c.typed(m, (*path, i), dict, item):
+            c.keys(m, (*path, i), keys)
+            yield (*path, i), m
+
+
 def check_abs_path(c: Checker, value: Any, path: Path) -> None:
     if not isinstance(value, str) or not value.startswith("/"):
         c.err(path, "expected an absolute path")
@@ -226,15 +237,10 @@ class IdMappings(Kind):
     KEYS = ("container_id", "host_id", "size")
 
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if not c.typed(value, path, list, "a list of mappings"):
-            return
-        for i, m in enumerate(value):
-            mp = (*path, i)
-            if not c.typed(m, mp, dict, "a mapping with container_id, host_id, size"):
-                continue
-            c.keys(m, mp, self.KEYS)
+        for mp, m in mappings(c, value, path, "a list of mappings", "a mapping with container_id, host_id, size",
+                              self.KEYS):
             for f in self.KEYS:
-                val = m.get(f)
+                val: Any = m.get(f)
                 if not _is_int(val) or val < 0 or val > 2**32 - 1:
                     c.err((*mp, f), "expected an id from 0 to 4294967295")
             if m.get("size") == 0:
@@ -442,13 +448,8 @@ class Tmpfs(Kind):
     KEYS = ("path", "size", "options", "mode")
 
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if not c.typed(value, path, list, "a list of tmpfs mounts"):
-            return
-        for i, t in enumerate(value):
-            tp = (*path, i)
-            if not c.typed(t, tp, dict, "a mapping with path, size, options"):
-                continue
-            c.keys(t, tp, self.KEYS)
+        for tp, t in mappings(c, value, path, "a list of tmpfs mounts", "a mapping with path, size, options",
+                              self.KEYS):
             check_abs_path(c, t.get("path"), (*tp, "path"))
             if "size" in t and parse_size(t["size"]) is None:
                 c.err((*tp, "size"), f"expected a size such as 64Mi, got {t['size']!r}")
@@ -585,13 +586,8 @@ class NetRules(Kind):
     KEYS = ("cidr", "ports", "protocol")
 
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if not c.typed(value, path, list, "a list of {cidr, ports, protocol} (an empty list allows nothing)"):
-            return
-        for i, r in enumerate(value):
-            rp = (*path, i)
-            if not c.typed(r, rp, dict, "a mapping with cidr, ports and/or protocol"):
-                continue
-            c.keys(r, rp, self.KEYS)
+        for rp, r in mappings(c, value, path, "a list of {cidr, ports, protocol} (an empty list allows nothing)",
+                              "a mapping with cidr, ports and/or protocol", self.KEYS):
             if "cidr" in r:
                 _check_network(c, r["cidr"], (*rp, "cidr"))
             proto = r.get("protocol")

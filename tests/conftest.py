@@ -17,17 +17,24 @@ C_DISPATCHER_SRC = os.path.join(ROOT, "csrc", "sandbox-runc.c")
 SH_DISPATCHER = os.path.join(ROOT, "bin", "sandbox-runc")
 
 
-@pytest.fixture(scope="session")
-def c_dispatcher(tmp_path_factory):
-    """csrc/sandbox-runc.c compiled as setup.py compiles it (its Python path: set SANDBOX_PYTHON)."""
+def c_compiler(what):
+    """The C compiler's path; without one the test skips (fails under SANDBOX_E2E=require)."""
     import shutil
-    import subprocess
 
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         if os.environ.get("SANDBOX_E2E") == "require":
-            pytest.fail("no C compiler to build the sandbox-runc dispatcher (SANDBOX_E2E=require)")
-        pytest.skip("no C compiler to build the sandbox-runc dispatcher")
+            pytest.fail(f"no C compiler to build {what} (SANDBOX_E2E=require)")
+        pytest.skip(f"no C compiler to build {what}")
+    return cc
+
+
+@pytest.fixture(scope="session")
+def c_dispatcher(tmp_path_factory):
+    """csrc/sandbox-runc.c compiled as setup.py compiles it (its Python path: set SANDBOX_PYTHON)."""
+    import subprocess
+
+    cc = c_compiler("the sandbox-runc dispatcher")
     d = tmp_path_factory.mktemp("cbin")
     os.chmod(d, 0o755)
     out = d / "sandbox-runc"

@@ -7,14 +7,13 @@ checked against the hash.  Compiled here with a test `main` that prints what it 
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, c_compiler
 
 SRC = os.path.join(ROOT, "csrc", "sandbox-nethook.c")
 HARNESS = f"""
@@ -38,11 +37,7 @@ int main(void) {{
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        if os.environ.get("SANDBOX_E2E") == "require":
-            pytest.fail("no C compiler (SANDBOX_E2E=require)")
-        pytest.skip("no C compiler")
+    cc = c_compiler("the network hook")
     d = tmp_path_factory.mktemp("nethook")
     src, out = d / "harness.c", d / "harness"
     src.write_text(HARNESS)

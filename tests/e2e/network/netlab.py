@@ -199,6 +199,19 @@ def expect_kernel_drops(lab, target, at_least=3):
     return counters
 
 
+def expect_filtered(lab, out, target, recorded=None):
+    """The probes ran to the end, only the allowed traffic answered, the kernel counted the drops, and
+    (with `recorded`, the ruleset text the decisions hold) the rules in force are those."""
+    assert "probes-done" in out, out
+    expect_only_allowed(lab, results(out))
+    counters = expect_kernel_drops(lab, target)
+    if recorded is not None:
+        from sandbox import netrules
+
+        assert netrules.to_text(NetLab.ruleset(target)) == recorded, counters
+    return counters
+
+
 # -- the server side -----------------------------------------------------------------------------
 
 def _dns_answer(query: bytes) -> bytes:
