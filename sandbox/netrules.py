@@ -250,6 +250,30 @@ def _resolver_nets(resolvers: tuple[str, ...]) -> list[tuple[int, int, int]]:
     return out
 
 
+PRIO_FILTER, PRIO_RAW = 0, -300
+# Docker's embedded DNS: its own NAT (127.0.0.11:53 to another port) in the container's namespace
+# needs its packets tracked
+DOCKER_DNS = "127.0.0.11"
+
+
+def _untracked_loopback() -> list[tuple[str, str, int, str, list[list[dict[str, Any]]]]]:
+    """Loopback traffic between loopback addresses is accepted by the filter chains whatever its
+    state, so connection tracking (which the rules switch on for the namespace) is skipped for it:
+    on lo conntrack cost as much as the rest of the path.  Traffic to or from Docker's embedded
+    DNS, which Docker NATs, and to the container's own non-loopback addresses stays tracked."""
+    out = []
+    for name, hook, key in (("raw_output", "output", "oif"), ("raw_prerouting", "prerouting", "iif")):
+        lo = _match({"meta": {"key": key}}, "lo")
+        rules = [[lo, _match({"payload": {"protocol": "ip", "field": f}}, DOCKER_DNS), {"accept": None}]
+                 for f in ("saddr", "daddr")]
+        rules += [[lo, _match({"payload": {"protocol": "ip", "field": "daddr"}}, {"prefix": {"addr": "127.0.0.0",
+                                                                                           "len": 8}}),
+                   {"notrack": None}],
+                  [lo, _match({"payload": {"protocol": "ip6", "field": "daddr"}}, "::1"), {"notrack": None}]]
+        out.append((name, hook, PRIO_RAW, "accept", rules))
+    return out
+
+
 def ruleset(policy: NetworkPolicy, resolvers: tuple[str, ...], node_addresses: tuple[str, ...]) -> Ruleset | None:
     """The rules `policy` demands given these facts, or None when it demands none.
 
@@ -259,7 +283,8 @@ def ruleset(policy: NetworkPolicy, resolvers: tuple[str, ...], node_addresses: t
     """
     if not policy.enforced:
         return None
-    chains: list[tuple[str, str, list[list[dict[str, Any]]]]] = []
+    # (name, hook, priority, policy, rules)
+    chains: list[tuple[str, str, int, str, list[list[dict[str, Any]]]]] = []
     if policy.egress is not None or policy.deny_always:
         rules: list[list[dict[str, Any]]] = [
             [_match({"meta": {"key": "oif"}}, "lo"), {"accept": None}],
@@ -282,7 +307,7 @@ def ruleset(policy: NetworkPolicy, resolvers: tuple[str, ...], node_addresses: t
         if policy.egress is not None:
             rules += _entry_rules(policy.egress, "daddr")
             rules.append([{"counter": None}, {"drop": None}])
-        chains.append(("output", "drop" if policy.egress is not None else "accept", rules))
+        chains.append(("output", "output", PRIO_FILTER, "drop" if policy.egress is not None else "accept", rules))
     if policy.ingress is not None:
         rules = [
             [_match({"meta": {"key": "iif"}}, "lo"), {"accept": None}],
@@ -291,14 +316,15 @@ def ruleset(policy: NetworkPolicy, resolvers: tuple[str, ...], node_addresses: t
             *_entry_rules(policy.ingress, "saddr"),
             [{"counter": None}, {"drop": None}],
         ]
-        chains.append(("input", "drop", rules))
+        chains.append(("input", "input", PRIO_FILTER, "drop", rules))
+    chains += _untracked_loopback()
     # `create`, not `add`: in a namespace that already has a sandbox table (one this container joins)
     # the whole transaction fails, and the hook then accepts the table only if it holds these rules
     commands: list[dict[str, Any]] = [{"create": {"table": {"family": FAMILY, "name": TABLE}}}]
     count = 0
-    for name, policy_verdict, chain_rules in chains:
+    for name, hook, prio, policy_verdict, chain_rules in chains:
         commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name, "type": "filter",
-                                           "hook": name, "prio": 0, "policy": policy_verdict}}})
+                                           "hook": hook, "prio": prio, "policy": policy_verdict}}})
         for expr in chain_rules:
             commands.append({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": name, "expr": expr}}})
             count += 1
@@ -390,7 +416,8 @@ def to_text(document: dict[str, Any]) -> str:
     lines = [f"table {FAMILY} {TABLE} {{"]
     for name, (chain, rules) in normalize(document).items():
         lines.append(f"\tchain {name} {{")
-        lines.append(f"\t\ttype {chain['type']} hook {chain['hook']} priority filter; policy {chain['policy']};")
+        prio = {PRIO_FILTER: "filter", PRIO_RAW: "raw"}.get(chain["prio"], chain["prio"])
+        lines.append(f"\t\ttype {chain['type']} hook {chain['hook']} priority {prio}; policy {chain['policy']};")
         lines += ["\t\t" + " ".join(_text_expr(e) for e in expr) for expr in rules]
         lines.append("\t}")
     lines.append("}")

@@ -146,11 +146,21 @@ def test_strict_allows_dns_to_the_resolvers_only_and_denies_the_rest():
     # the node's fe80::1 lies in fe80::/10, so it is merged into it (nft refuses overlapping set elements)
     assert "ip daddr { 169.254.0.0/16, 172.17.0.1, 192.0.2.1 } counter drop" in text
     assert "ip6 daddr fe80::/10 counter drop" in text
-    out = text.split("chain output")[1]
+    out = text.split("chain output")[1].split("chain input")[0]
     assert out.index("oif \"lo\" accept") < out.index("ct state established,related accept") < out.index("udp dport 53")
-    assert out.rstrip().endswith("counter drop\n\t}\n}".rstrip())
-    assert r.rules == (3 + 4 + 2 + 1) + 4 and len(r.sha256) == 64
+    assert out.rstrip().endswith("counter drop\n\t}")
+    assert r.rules == (3 + 4 + 2 + 1) + 4 + 2 * 4 and len(r.sha256) == 64
     assert r.sha256 == netrules.digest(json.loads(json.dumps(r.document)))
+
+
+def test_loopback_between_loopback_addresses_is_not_tracked_but_dockers_dns_is():
+    """conntrack on lo costs as much as the rest of the path; Docker NATs its embedded DNS there."""
+    text = netrules.ruleset(STRICTISH, (), ()).text
+    raw = text.split("chain raw_output")[1].split("}")[0]
+    assert "type filter hook output priority raw; policy accept;" in raw
+    assert raw.index("ip daddr 127.0.0.11 accept") < raw.index("ip daddr 127.0.0.0/8 notrack")
+    assert 'oif "lo" ip6 daddr ::1 notrack' in raw and 'oif "lo" ip saddr 127.0.0.11 accept' in raw
+    assert "hook prerouting priority raw" in text
 
 
 def test_restricted_only_denies_and_keeps_policy_accept():
