@@ -142,12 +142,14 @@ def test_spec_allow_flag_dropped():
     assert "flags" not in out.config["linux"]["seccomp"]
 
 
-def test_intersect_conditions_on_same_argument_are_not_or_ed():
+def test_intersect_conditions_on_same_argument_are_conjoined_exactly():
     eq0 = ("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"),))
     eq8 = ("SCMP_ACT_ALLOW", None, ((0, 8, 0, "SCMP_CMP_EQ"),))
     arg1 = ("SCMP_ACT_ALLOW", None, ((1, 5, 0, "SCMP_CMP_EQ"),))
+    below = ("SCMP_ACT_ALLOW", None, ((0, 4, 0, "SCMP_CMP_LT"),))
     assert intersect([eq0, eq8], [eq0]) == [eq0]
-    assert intersect([eq8], [eq0]) == []  # both would be needed on arg 0: left out, not ORed
+    assert intersect([eq8], [eq0]) == []  # no value satisfies both: denied
+    assert intersect([eq0, eq8], [below]) == [eq0]  # EQ decided by evaluating the other side
     both = intersect([eq0], [arg1])
     assert both == [("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"), (1, 5, 0, "SCMP_CMP_EQ")))]
     assert intersect([("SCMP_ACT_ALLOW", None, ())], [eq0]) == [eq0]
