@@ -251,6 +251,12 @@ def _prune(boxes: list[ArgBox]) -> list[ArgBox]:
                 break
         else:
             kept.append(b)
+    if len(kept) > 1:
+        try:  # together they may cover every call: one unconditional rule says it
+            if not _minus_all([{}], kept, Work(_DECISION_WORK, 0)):
+                return [{}]
+        except TooComplex:
+            pass
     return kept
 
 
@@ -384,7 +390,10 @@ def _emit(table: Table) -> list[dict[str, Any]]:
         for r in rules:
             groups.setdefault(r, []).append(name)
     out = []
-    for r in sorted(groups, key=_rule_key):
+    # runc adds each syscall's rules in this order; libseccomp 2.5 prunes a rule whose condition
+    # chain starts like a shorter one added after it, even when the shorter one compares the other
+    # way (a1 != 3 added after a0 == 7 && a1 == 3 loses the latter): fewer conditions first
+    for r in sorted(groups, key=lambda r: (len(r[2]), _rule_key(r))):
         entry: dict[str, Any] = {"names": sorted(groups[r]), "action": r[0]}
         if r[1] is not None:
             entry["errnoRet"] = r[1]

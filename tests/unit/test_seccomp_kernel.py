@@ -57,7 +57,7 @@ def _check_kernel(p, b):
     (pdefault, prules), (bdefault, brules) = p, b
     default = seccomp_eval.stricter(seccomp_eval.action_of(*pdefault[:2]), seccomp_eval.action_of(*bdefault[:2]))
     comb = combine(pdefault, prules, bdefault, brules, default)
-    out = comb.rules
+    out = sorted(comb.rules, key=lambda r: len(r[2]))  # as _emit orders them for runc
     probes = probe_args([prules, brules, out], limit=60)
     got = kernel_outcomes((default[0], default[1], ()), out, probes)
     for args, k in zip(probes, got):

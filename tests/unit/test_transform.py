@@ -374,3 +374,13 @@ def test_unknown_fields_survive():
     assert out.config["annotations"] == {"x": "y"}
     assert out.config["linux"]["intelRdt"] == {"closID": "a"}
     assert out.config["process"]["capabilities"]["futureSet"] == ["CAP_CHOWN"]
+
+
+def test_a_refused_device_is_named_by_its_node_not_called_a_host_device():
+    """runc makes the node from type and major:minor; it need not exist on the host."""
+    cfg = docker()
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse-nonexistent", "type": "c", "major": 10, "minor": 229}]
+    out = apply(prof("restricted"), cfg, DOCKER_FACTS)
+    d = [d for d in out.decisions if d.control == "devices" and d.action == "refuse"]
+    assert len(d) == 1 and "host device" not in d[0].reason
+    assert "/dev/fuse-nonexistent (c 10:229)" in d[0].reason
