@@ -348,7 +348,7 @@ def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], p
     for r in inputs:
         for c in r[2]:
             a = seccomp_eval.atom_of(c)
-            if a is not None:
+            if a is not None and a[0] != a[1]:  # a single value is always EQ (LT 1 is libseccomp-fragile)
                 spelling.setdefault((c[0], a), c)
     written = {r[2] for r in inputs}
     rules: list[Rule] = []
