@@ -397,45 +397,48 @@ def _piece_minus(piece: Piece, x: int) -> list[Piece]:
     return out
 
 
-def _piece_conds(index: int, piece: Piece) -> list[Cond]:
+def _piece_conds(index: int, piece: Piece, ranges: bool = True) -> list[Cond]:
     lo, hi, m, v = piece
     if m:
         return [(index, v, 0, EQ) if m == MASK64 else (index, m, v, MASKED_EQ)]
     if lo == hi:
         return [(index, lo, 0, EQ)]
-    if lo == 0:
-        return [(index, hi, 0, LE)] if hi != MASK64 else []
-    if hi == MASK64:
+    if lo == 0 and hi == MASK64:
+        return []
+    if ranges and lo == 0:
+        return [(index, hi, 0, LE)]
+    if ranges and hi == MASK64:
         return [(index, lo, 0, GE)]
     return [(index, bv, 0, EQ) if bm == MASK64 else (index, bm, bv, MASKED_EQ) for bm, bv in _blocks(lo, hi)]
 
 
-def atom_conds(index: int, a: Atom) -> list[Cond]:
+def atom_conds(index: int, a: Atom, ranges: bool = True) -> list[Cond]:
     """The fewest runc conditions on argument `index`, to be ORed (one rule each), that say exactly `a`.
 
     One when one can: a range touching 0 or 2**64-1 (LE, GE), a point (EQ), a mask (MASKED_EQ),
     all values but one (NE); otherwise aligned blocks (MASKED_EQ) for a range inside, and for a
     mask set or range that must lose a few values.  [] for every value (no condition needed).
+    Without `ranges`, no LT/LE/GT/GE at all: blocks instead.
     """
     if a == EVERY:
         return []
     lo, hi, m, v, ex = a
     if len(ex) == 1 and not m and lo == 0 and hi == MASK64:
         return [(index, ex[0], 0, NE)]
-    out = _minus_points(_pieces(lo, hi, m, v), ex, index)
+    out = _minus_points(_pieces(lo, hi, m, v), ex, index, ranges)
     if m:  # the whole mask set less the few of its values outside [lo, hi] may be shorter
         outside = _outside(lo, hi, m, v)
         if outside is not None:
-            other = _minus_points([(0, MASK64, m, v)], outside + ex, index)
+            other = _minus_points([(0, MASK64, m, v)], outside + ex, index, ranges)
             if len(other) < len(out):
                 return other
     return out
 
 
-def _minus_points(pieces: list[Piece], points: Iterable[int], index: int) -> list[Cond]:
+def _minus_points(pieces: list[Piece], points: Iterable[int], index: int, ranges: bool = True) -> list[Cond]:
     for x in points:
         pieces = [q for p in pieces for q in _piece_minus(p, x)]
-    return [c for p in pieces for c in _piece_conds(index, p)]
+    return [c for p in pieces for c in _piece_conds(index, p, ranges)]
 
 
 def _outside(lo: int, hi: int, m: int, v: int, most: int = 4) -> tuple[int, ...] | None:

@@ -205,7 +205,9 @@ def test_hardened_engine_filters_compile_as_runc_compiles_them(name):
     out = apply(loader.load_profile(name), config, HostFacts(arch="x86_64"))
     _load_like_runc(out.config["linux"]["seccomp"])
     _, table = bundle_filter(out.config["linux"]["seccomp"])
-    assert not [n for n, rs in table.items() if libseccomp_fragile(rs)]
+    # only socket has range rules in the fragile shape (LT 38 && a2 != 9 beside GT 40); the grid in
+    # test_hardened_socket_rules_answer_as_both_filters_say shows libseccomp compiles it right
+    assert [n for n, rs in table.items() if libseccomp_fragile(rs)] == ["socket"]
     with pytest.raises(FileExistsError):
         _load_like_runc(config["linux"]["seccomp"])
 
