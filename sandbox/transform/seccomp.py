@@ -428,16 +428,27 @@ def seccomp(ctx: Context) -> None:
     pdv = seccomp_eval.action_of(pdefault[0], pdefault[1])
     bdv = seccomp_eval.action_of(bdefault[0], bdefault[1])
     permissive = tables.SECCOMP_PERMISSIVE_ACTIONS
+    verdicts: dict[tuple[str, int | None], Verdict] = {}  # action_of, once per distinct action
+
+    def verdict_of(r: Rule) -> Verdict:
+        v = verdicts.get((r[0], r[1]))
+        if v is None:
+            v = verdicts[(r[0], r[1])] = seccomp_eval.action_of(r[0], r[1])
+        return v
+
     for name in sorted(set(ptable) | set(btable)):
         pr = ptable.get(name, [])
         br = btable.get(name, [])
+        if raw is None and len(pr) == 1 and not pr[0][2]:  # no bundle filter: the profile's answer
+            table[name] = [] if verdict_of(pr[0]) == dv else pr
+            continue
         if len(pr) <= 1 and len(br) <= 1 and not (pr and pr[0][2]) and not (br and br[0][2]):
             # no argument conditions on either side: one verdict per side for every call
-            vp = seccomp_eval.action_of(pr[0][0], pr[0][1]) if pr else pdv
-            vb = seccomp_eval.action_of(br[0][0], br[0][1]) if br else bdv
-            v = seccomp_eval.stricter(vp, vb)
-            table[name] = [] if v == dv else [(v[0], v[1], ())]
-            if raw is not None and vb[0] in permissive and v[0] not in permissive:
+            vp = verdict_of(pr[0]) if pr else pdv
+            vb = verdict_of(br[0]) if br else bdv
+            v = vp if vp == vb else seccomp_eval.stricter(vp, vb)
+            table[name] = [] if v == dv else [pr[0] if v == vp and pr else (v[0], v[1], ())]
+            if raw is not None and v[0] not in permissive and vb[0] in permissive:
                 changes.append((name, Combined([], False, {v}, [(vp[0], vp[1], ())], pdv)))
             continue
         work = Work(min(PER_SYSCALL, budget), min(RULES_PER_SYSCALL, rule_budget))
