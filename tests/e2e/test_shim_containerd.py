@@ -212,3 +212,13 @@ def test_audit_log_verifies(ctrd):
     ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", ctrd.audit], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_doctor_finds_this_containerd_and_reads_its_config(ctrd):
+    """doctor finds a running containerd by its process (psutil) and reads the config it was started with."""
+    from tests.e2e.engines import doctor_report
+
+    c = doctor_report({"SANDBOX_DAEMON_SOCKET": "off"})["by_name"]["engine containerd"]
+    mine = [r for r in c["data"]["running"] if r["pid"] == ctrd.daemon.proc.pid]
+    assert mine and mine[0]["config"] == ctrd.daemon.config, c["data"]["running"]
+    assert "running (pid" in c["found"]

@@ -288,3 +288,15 @@ def test_audit_log_verifies(docker):
     ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", docker.audit], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_doctor_finds_this_dockerd_and_its_runtimes(docker):
+    """doctor finds a running dockerd by its process (psutil), follows its --config-file and lists the
+    runtimes configured there (these are logging wrappers around sandbox-runc, so not recognised as it)."""
+    from tests.e2e.engines import doctor_report
+
+    c = doctor_report({"SANDBOX_DAEMON_SOCKET": "off"})["by_name"]["engine docker"]
+    mine = [r for r in c["data"]["running"] if r["pid"] == docker.daemon.proc.pid]
+    assert mine and mine[0]["config"] == os.path.join(docker.daemon.base, "daemon.json"), c["data"]["running"]
+    assert {"sandbox", "sandbox-capped", "sandbox-restricted"} <= set(c["data"]["runtimes"])
+    assert c["data"]["runtimes"]["sandbox"] == docker.daemon.runtimes["sandbox"]
