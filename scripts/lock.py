@@ -5,6 +5,7 @@
     scripts/lock.py --upgrade    the newest versions pyproject.toml's ranges allow (refresh everything)
     scripts/lock.py -P NAME      upgrade only NAME (repeatable)
     scripts/lock.py --check      exit 1 if the lock files were made from another pyproject.toml (no network)
+    scripts/lock.py --newer PY   list what interpreter PY has installed at other versions than the lock
 
 Then commit requirements/.  Two files, installed in this order by scripts/setup.sh:
 
@@ -86,6 +87,33 @@ def check() -> int:
     return 0
 
 
+def pins(path: str = LOCK) -> dict[str, str]:
+    """Normalised project name -> pinned version."""
+    import re
+
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^ \\;]+)", line)
+            if m:
+                out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return out
+
+
+def newer(python: str) -> int:
+    """Print the distributions `python` has at other versions than requirements/lock.txt pins."""
+    import re
+
+    code = ("import json, importlib.metadata as m; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    have = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+    have = {re.sub(r"[-_.]+", "-", k).lower(): v for k, v in have.items()}
+    diff = [f"{name} {have[name]} (locked {ver})" for name, ver in sorted(pins().items())
+            if name in have and have[name] != ver]
+    print("newer than the lock: " + (", ".join(diff) if diff else "nothing (the lock is current)"))
+    return 0
+
+
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith(("PIP_", "UV_")) and k not in PIP_TRANSPORT)}
@@ -116,11 +144,14 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="only check that the lock files match pyproject.toml")
     ap.add_argument("-U", "--upgrade", action="store_true", help="the newest versions the ranges allow")
     ap.add_argument("-P", "--upgrade-package", action="append", default=[], metavar="NAME")
+    ap.add_argument("--newer", metavar="PYTHON", help="compare what PYTHON has installed with the lock")
     ap.add_argument("--python", default=os.environ.get("PYTHON", "python3"),
                     help="the interpreter setup.sh uses (default: $PYTHON or python3)")
     args = ap.parse_args()
     if args.check:
         return check()
+    if args.newer:
+        return newer(args.newer)
     python = shutil.which(args.python) or args.python
     index = os.environ.get("LOCK_INDEX_URL", "https://pypi.org/simple")
     env = clean_env()
