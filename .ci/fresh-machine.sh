@@ -12,7 +12,7 @@
 HOST_STATE=(/var/log/sandbox /etc/sandbox /run/sandbox /run/sandbox-test /var/cache/sandbox)
 ENGINE_STATE=(/var/lib/containers /run/containers /run/libpod /run/containerd /run/docker)
 FRESH_STASH=${FRESH_STASH:-}
-FRESH_TOUCHED=()
+FRESH_TOUCHED=()  # each path once: restoring a path twice would remove what the first pass put back
 
 _fresh_mounted_below() {
   awk -v p="$1" '{ if ($5 == p || index($5, p "/") == 1) found = 1 } END { exit !found }' /proc/self/mountinfo
@@ -32,6 +32,12 @@ _fresh_remove() {  # PATH: remove what is there now (never across a mount)
   rm -rf --one-file-system "$1"
 }
 
+_fresh_touched() {
+  local t
+  for t in "${FRESH_TOUCHED[@]}"; do [ "$t" = "$1" ] && return 0; done
+  return 1
+}
+
 fresh_clear() {  # [--venv]: move the host state aside (first call) or remove what the run made (later)
   if [ -z "$FRESH_STASH" ]; then
     FRESH_STASH=$(mktemp -d /var/tmp/sandbox-fresh-stash.XXXXXX)
@@ -45,11 +51,13 @@ fresh_clear() {  # [--venv]: move the host state aside (first call) or remove wh
   fi
   for p in "${paths[@]}"; do
     key=$FRESH_STASH/$(echo "$p" | tr / _)
-    if [ -e "$p" ] && [ ! -e "$key" ] && [[ " ${FRESH_TOUCHED[*]} " != *" $p "* ]]; then
+    if _fresh_touched "$p"; then
+      _fresh_remove "$p" || true  # made by this run since the first call
+      continue
+    fi
+    if [ -e "$p" ] || [ -L "$p" ]; then
       _fresh_mounted_below "$p" && { echo "fresh-machine: $p has mounts below it; leaving it" >&2; continue; }
       mv "$p" "$key"  # the machine's own: back at the end
-    else
-      _fresh_remove "$p" || continue
     fi
     FRESH_TOUCHED+=("$p")
   done
