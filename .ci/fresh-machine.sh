@@ -80,11 +80,11 @@ fresh_restore() {
   rmdir "$FRESH_STASH" 2>/dev/null || echo "fresh-machine: some state is left in $FRESH_STASH" >&2
 }
 
-fresh_expect_mode() {  # PATH MODE: a directory sandbox made at first use has exactly this mode, root's
-  local got
-  got=$(stat -c '%a %U' "$1") || return 1
-  if [ "$got" != "$2 root" ]; then
-    echo "fresh-machine: $1 is '$got', expected '$2 root'" >&2
+fresh_expect() {  # PATH FORBIDDEN REQUIRED (octal mode bits): what sandbox made at first use is root's, safe
+  local mode owner
+  read -r mode owner < <(stat -c '%a %U' "$1") || { echo "fresh-machine: $1 was not created" >&2; return 1; }
+  if [ "$owner" != root ] || (( 8#$mode & 8#$2 )) || (( (8#$mode & 8#$3) != 8#$3 )); then
+    echo "fresh-machine: $1 is mode $mode owned by $owner; wanted root's, none of $2, all of $3" >&2
     return 1
   fi
 }

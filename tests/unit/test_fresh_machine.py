@@ -38,3 +38,18 @@ def test_clear_twice_then_restore_gives_back_exactly_what_was_there(tmp_path):
 def test_a_path_with_a_mount_below_it_is_left_alone(tmp_path):
     res = run(tmp_path, "_fresh_mounted_below /proc && ! _fresh_mounted_below /nonexistent-path-x && echo ok")
     assert res.stdout.strip() == "ok"
+
+
+def test_fresh_expect_checks_the_bits_that_matter(tmp_path):
+    d = tmp_path / "cache"
+    d.mkdir()
+    script = f"""
+        chmod 750 {d}; ! fresh_expect {d} 022 001 2>/dev/null   # others cannot traverse: a userns root is locked out
+        chmod 755 {d}; fresh_expect {d} 022 001
+        chmod 775 {d}; ! fresh_expect {d} 022 001 2>/dev/null   # group-writable
+        chmod 700 {d}; fresh_expect {d} 077 700
+        chmod 701 {d}; ! fresh_expect {d} 077 700 2>/dev/null
+        ! fresh_expect {tmp_path}/never-made 077 700 2>/dev/null
+        echo ok
+    """
+    assert run(tmp_path, script).stdout.strip() == "ok"
