@@ -11,7 +11,7 @@
 
 HOST_STATE=(/var/log/sandbox /etc/sandbox /run/sandbox /run/sandbox-test /var/cache/sandbox)
 ENGINE_STATE=(/var/lib/containers /run/containers /run/libpod /run/containerd /run/docker)
-FRESH_STASH=${FRESH_STASH:-}
+FRESH_STASH=  # this shell's own (never inherited: a nested use must not restore into the outer one's)
 FRESH_TOUCHED=()  # each path once: restoring a path twice would remove what the first pass put back
 
 _fresh_mounted_below() {
@@ -41,7 +41,6 @@ _fresh_touched() {
 fresh_clear() {  # [--venv]: move the host state aside (first call) or remove what the run made (later)
   if [ -z "$FRESH_STASH" ]; then
     FRESH_STASH=$(mktemp -d /var/tmp/sandbox-fresh-stash.XXXXXX)
-    export FRESH_STASH
   fi
   local paths=("${HOST_STATE[@]}") p key
   if _fresh_engine_busy; then
