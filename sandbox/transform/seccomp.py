@@ -305,7 +305,14 @@ def combine(pdefault: Rule, prules: list[Rule], bdefault: Rule, brules: list[Rul
     try:
         rp, allp = _regions(pdefault, prules, work)
         rb, allb = _regions(bdefault, brules, work)
-        comb = _combine(rp, rb, allp, allb, pdv, bdv, default, prules + brules, work)
+        if bdv == default and _bundle_stands(rp, rb, allp, allb, pdv, bdv) \
+                and not seccomp_eval.conflicts(bdefault, brules):
+            # every call already gets the bundle's answer: keep its rules as written (idempotent)
+            kept = sorted(set(seccomp_eval.installed(bdefault, brules)), key=_rule_key)
+            comb = Combined(kept, any(v[0] in tables.SECCOMP_PERMISSIVE_ACTIONS for v, _ in rb)
+                            or bdv[0] in tables.SECCOMP_PERMISSIVE_ACTIONS, set(), [], pdv)
+        else:
+            comb = _combine(rp, rb, allp, allb, pdv, bdv, default, prules + brules, work)
         comb.prules = seccomp_eval.installed(pdefault, prules)
         return comb
     except TooComplex:
@@ -321,6 +328,21 @@ def combine(pdefault: Rule, prules: list[Rule], bdefault: Rule, brules: list[Rul
     allowed = v[0] in tables.SECCOMP_PERMISSIVE_ACTIONS
     return Combined([] if v == default else [(v[0], v[1], ())], allowed, set() if allowed or not b_allows else {v},
                     seccomp_eval.installed(pdefault, prules), pdv, exact=False)
+
+
+def _bundle_stands(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], pdv: Verdict,
+                   bdv: Verdict) -> bool:
+    """Whether the bundle's answer is the intersection's for every call (within a small budget)."""
+    for vp, up in [*rp, (pdv, None)]:
+        for vb, ub in [*rb, (bdv, None)]:
+            if seccomp_eval.stricter(vp, vb) == vb:
+                continue
+            try:
+                if _region(up, ub, allp, allb, Work(_DECISION_WORK, 0)):
+                    return False
+            except TooComplex:
+                return False
+    return True
 
 
 def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], pdv: Verdict, bdv: Verdict,

@@ -76,11 +76,14 @@ def test_libseccomp_miscompiles_range_rules_sharing_an_argument():
     assert kernel_outcomes(DENY, [gt0, lt1], [(0, 1)]) == ["allow"]  # wrong, in every order
     assert kernel_outcomes(DENY, [gt0, eq0], [(0, 1)]) == [("errno", 1)]
     assert libseccomp_fragile([gt0, lt1]) and not libseccomp_fragile([gt0, eq0])
-    # the transform spells a single value EQ, whatever the input wrote
-    out = combine(DENY, [(ALLOW, None, ())], DENY, [gt0, lt1], ("SCMP_ACT_ERRNO", 1)).rules
+    # where the profile changes something, the transform spells a single value EQ, whatever the
+    # bundle wrote (where it changes nothing, the bundle's rules stay as written: runc's as before)
+    prof = [(ALLOW, None, ((1, 1, 0, "SCMP_CMP_LE"),))]
+    out = combine(DENY, prof, DENY, [gt0, lt1], ("SCMP_ACT_ERRNO", 1)).rules
     assert not libseccomp_fragile(out)
-    assert kernel_outcomes(DENY, sorted(out, key=lambda r: len(r[2])), [(0, 1), (0, 0), (3, 1)]) == \
-        [("errno", 1), "allow", "allow"]
+    assert kernel_outcomes(DENY, sorted(out, key=lambda r: len(r[2])), [(0, 1), (0, 0), (3, 1), (3, 5)]) == \
+        [("errno", 1), "allow", "allow", ("errno", 1)]
+    assert combine(DENY, [(ALLOW, None, ())], DENY, [gt0, lt1], ("SCMP_ACT_ERRNO", 1)).rules == [gt0, lt1]
 
 
 def _check_kernel(p, b):
