@@ -6,7 +6,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .decisions import Outcome
+    from .decisions import Decision, Outcome
+    from .errors import BundleError
     from .profile import Profile
 
 
@@ -15,6 +16,26 @@ def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     from .cache import load_profile
 
     return load_profile(ref, search_dirs)
+
+
+def bundle_problems(profile: Profile, problems: list[BundleError]) -> list[Decision]:
+    """What `read_config(..., problems=...)` tolerated, as decisions for complain mode.
+
+    Under an enforcing profile the first problem is raised, as reading strictly would have.
+    """
+    if not problems:
+        return []
+    if profile.mode != "complain":
+        raise problems[0]
+    from .decisions import Decision, pointer
+
+    out = []
+    for e in problems:
+        ptr = pointer(*e.field.split(".")) if e.field else ""
+        out.append(Decision("bundle", ptr, "refuse", None, None,
+                            f"{e.field + ': ' if e.field else ''}{e.message} (runc runs it; an enforcing profile "
+                            "refuses it)", profile.rule, applied=False))
+    return out
 
 
 def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:

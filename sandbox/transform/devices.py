@@ -1,4 +1,8 @@
-"""Devices: host devices outside the allow-list are refused; cgroup device access is kept to the standard set."""
+"""Devices: device nodes outside the allow-list are refused; cgroup device access is kept to the standard set.
+
+A `linux.devices` entry asks runc to make a device node (type, major:minor) at a path in the
+container; the node need not exist on the host, so reasons name the node, not a "host device".
+"""
 
 from __future__ import annotations
 
@@ -37,8 +41,9 @@ def devices(ctx: Context) -> None:
             ctx.decide("devices", pointer("linux", "devices", i), "keep", path, path,
                        "the device is allowed by the profile", "devices.allow")
         else:
+            node = f"{dev.get('type', '?')} {dev.get('major', '?')}:{dev.get('minor', '?')}"
             ctx.decide("devices", pointer("linux", "devices", i), "refuse", path, None,
-                       f"host device {path} is not in the profile's device allow-list", "devices.allow")
+                       f"device node {path} ({node}) is not in the profile's device allow-list", "devices.allow")
     res = linux.get("resources")
     rules = res.get("devices") if isinstance(res, dict) else None
     if not isinstance(rules, list):

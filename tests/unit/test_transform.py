@@ -144,12 +144,14 @@ def test_spec_allow_flag_dropped():
     assert "flags" not in out.config["linux"]["seccomp"]
 
 
-def test_intersect_conditions_on_same_argument_are_not_or_ed():
+def test_intersect_conditions_on_same_argument_are_conjoined_exactly():
     eq0 = ("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"),))
     eq8 = ("SCMP_ACT_ALLOW", None, ((0, 8, 0, "SCMP_CMP_EQ"),))
     arg1 = ("SCMP_ACT_ALLOW", None, ((1, 5, 0, "SCMP_CMP_EQ"),))
+    below = ("SCMP_ACT_ALLOW", None, ((0, 4, 0, "SCMP_CMP_LT"),))
     assert intersect([eq0, eq8], [eq0]) == [eq0]
-    assert intersect([eq8], [eq0]) == []  # both would be needed on arg 0: left out, not ORed
+    assert intersect([eq8], [eq0]) == []  # no value satisfies both: denied
+    assert intersect([eq0, eq8], [below]) == [eq0]  # EQ decided by evaluating the other side
     both = intersect([eq0], [arg1])
     assert both == [("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"), (1, 5, 0, "SCMP_CMP_EQ")))]
     assert intersect([("SCMP_ACT_ALLOW", None, ())], [eq0]) == [eq0]
@@ -374,3 +376,13 @@ def test_unknown_fields_survive():
     assert out.config["annotations"] == {"x": "y"}
     assert out.config["linux"]["intelRdt"] == {"closID": "a"}
     assert out.config["process"]["capabilities"]["futureSet"] == ["CAP_CHOWN"]
+
+
+def test_a_refused_device_is_named_by_its_node_not_called_a_host_device():
+    """runc makes the node from type and major:minor; it need not exist on the host."""
+    cfg = docker()
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse-nonexistent", "type": "c", "major": 10, "minor": 229}]
+    out = apply(prof("restricted"), cfg, DOCKER_FACTS)
+    d = [d for d in out.decisions if d.control == "devices" and d.action == "refuse"]
+    assert len(d) == 1 and "host device" not in d[0].reason
+    assert "/dev/fuse-nonexistent (c 10:229)" in d[0].reason
