@@ -60,7 +60,7 @@ def allowed_syscalls(p: Profile, arch: str = "x86_64") -> tuple[str, set[str]]:
 
 def _host_paths(out: list[Change], old: Profile, new: Profile) -> None:
     """Compare what each profile lets a bind mount reach, by probing every path either one names."""
-    from .transform.mounts import forbidden_reason
+    from .transform.hostpath import forbidden_reason
 
     probes: set[str] = set()
     for p in (old, new):
@@ -78,6 +78,20 @@ def _host_paths(out: list[Change], old: Profile, new: Profile) -> None:
         out.append(Change("loosen", "filesystem.host_paths", f"bind mounts now allowed from: {', '.join(opened)}"))
     if closed:
         out.append(Change("tighten", "filesystem.host_paths", f"bind mounts now refused from: {', '.join(closed)}"))
+
+
+def _process(out: list[Change], old: Profile, new: Profile) -> None:
+    a, b = old.process.oom_score_adj_min, new.process.oom_score_adj_min
+    if a != b:
+        looser = b is None or (a is not None and b < a)
+        out.append(Change("loosen" if looser else "tighten", "process.oom_score_adj_min", f"{a} -> {b}"))
+    ra, rb = dict(old.process.rlimits), dict(new.process.rlimits)
+    for name in sorted({*ra, *rb}):
+        x, y = ra.get(name), rb.get(name)
+        if x != y:
+            looser = y is None or (x is not None and y > x)
+            out.append(Change("loosen" if looser else "tighten", f"process.rlimits.{name}",
+                              f"{x if x is not None else 'unbounded'} -> {y if y is not None else 'unbounded'}"))
 
 
 def diff(old: Profile, new: Profile) -> list[Change]:
@@ -114,6 +128,12 @@ def diff(old: Profile, new: Profile) -> list[Change]:
           more_is_looser=False)
     for part in ("memory", "pids", "cpu"):
         _limit(out, f"resources.{part}", getattr(old.resources, part), getattr(new.resources, part))
+    _sets(out, "filesystem.mount_types", fo.mount_types, fn.mount_types, "mount types")
+    _sets(out, "filesystem.rootfs_dirs", fo.rootfs_dirs, fn.rootfs_dirs, "rootfs directories")
+    _flag(out, "runc_mitigations", old.runc_mitigations, new.runc_mitigations, True)
+    _flag(out, "unknown_config_fields", old.unknown_config_fields == "refuse", new.unknown_config_fields == "refuse",
+          True)
+    _process(out, old, new)
     _sets(out, "devices.allow", old.devices.allow, new.devices.allow, "devices")
     _sets(out, "sysctls.allow", old.sysctls.allow, new.sysctls.allow, "sysctls")
     _sets(out, "hooks.allow", old.hooks.allow, new.hooks.allow, "hooks")

@@ -36,6 +36,7 @@ from .profile import (
     Limit,
     LsmPolicy,
     NamespacePolicy,
+    ProcessPolicy,
     Profile,
     ResourcePolicy,
     SeccompPolicy,
@@ -81,14 +82,19 @@ DEFAULTS: dict[str, Any] = {
         "readonly_system_mounts": True,
         "masked_paths": list(tables.DOCKER_MASKED_PATHS),
         "readonly_paths": list(tables.DOCKER_READONLY_PATHS),
+        "mount_types": [],
+        "rootfs_dirs": list(tables.ROOTFS_DIRS),
     },
     "namespaces": {"required": ["pid", "ipc", "uts", "mount", "network"]},
     "resources": {},
     "devices": {"allow": []},
     "sysctls": {"allow": list(tables.SAFE_SYSCTLS)},
     "hooks": {"allow": [], "allow_engine_hooks": True},
+    "process": {"oom_score_adj_min": None, "rlimits": {}},
     "apparmor": None,
     "selinux": None,
+    "unknown_config_fields": "refuse",
+    "runc_mitigations": True,
 }
 
 
@@ -389,7 +395,7 @@ def parse_cpu(value: Any) -> int | None:
 
 _TOP_KEYS = ("apiVersion", "kind", "name", "extends", "description", "mode", "capabilities",
              "no_new_privileges", "user", "seccomp", "filesystem", "namespaces", "resources", "devices",
-             "sysctls", "hooks", "apparmor", "selinux")
+             "sysctls", "hooks", "process", "apparmor", "selinux", "unknown_config_fields", "runc_mitigations")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
@@ -424,9 +430,11 @@ def _check_body(v: _Validator, data: dict[str, Any], base_dir: str) -> None:
                 dym = tables.did_you_mean(c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper(),
                                           tables.CAPABILITIES)
                 v.err((*cpath, i), f"unknown capability {c!r}", f"did you mean {dym!r}?" if dym else None)
-    for key in ("no_new_privileges",):
+    for key in ("no_new_privileges", "runc_mitigations"):
         if key in data:
             v.typed(data[key], (key,), bool, "true or false")
+    if "unknown_config_fields" in data and data["unknown_config_fields"] not in ("refuse", "warn"):
+        v.err(("unknown_config_fields",), f"must be 'refuse' or 'warn', got {data['unknown_config_fields']!r}")
     for key in ("apparmor", "selinux"):
         if key in data and data[key] is not None:
             v.typed(data[key], (key,), str, "a label string")
@@ -438,6 +446,7 @@ def _check_body(v: _Validator, data: dict[str, Any], base_dir: str) -> None:
     _section(v, data, "devices", _check_allow_list("devices"))
     _section(v, data, "sysctls", _check_allow_list("sysctls"))
     _section(v, data, "hooks", _check_hooks)
+    _section(v, data, "process", _check_process)
 
 
 def _section(v: _Validator, data: dict[str, Any], key: str,
@@ -526,7 +535,7 @@ def _check_host_path(v: _Validator, value: Any, path: Path) -> None:
 
 def _check_filesystem(v: _Validator, d: dict[str, Any], p: Path) -> None:
     v.keys(d, p, ("readonly_rootfs", "tmpfs", "forbidden_host_paths", "allowed_host_paths", "bind_mounts",
-                  "readonly_system_mounts", "masked_paths", "readonly_paths"))
+                  "readonly_system_mounts", "masked_paths", "readonly_paths", "mount_types", "rootfs_dirs"))
     for key in ("readonly_rootfs", "readonly_system_mounts"):
         if key in d:
             v.typed(d[key], (*p, key), bool, "true or false")
@@ -556,10 +565,16 @@ def _check_filesystem(v: _Validator, d: dict[str, Any], p: Path) -> None:
                     v.err((*ep, "match"), "must be 'exact' or 'subtree'")
             else:
                 _check_host_path(v, e, ep)
-    for key in ("allowed_host_paths", "masked_paths", "readonly_paths"):
+    for key in ("allowed_host_paths", "masked_paths", "readonly_paths", "rootfs_dirs"):
         if key in d:
             for i, s in enumerate(v.str_list(d[key], (*p, key))):
                 _check_host_path(v, s, (*p, key, i))
+    if "mount_types" in d:
+        for i, t in enumerate(v.str_list(d["mount_types"], (*p, "mount_types"))):
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._+-]*", t):
+                v.err((*p, "mount_types", i), f"expected a filesystem type name such as ext4, got {t!r}")
+            elif t in tables.MOUNT_TYPES:
+                v.warn((*p, "mount_types", i), f"{t} is allowed already")
     if "bind_mounts" in d and v.typed(d["bind_mounts"], (*p, "bind_mounts"), dict, "a mapping"):
         v.keys(d["bind_mounts"], (*p, "bind_mounts"), ("readonly", "nosuid_nodev"))
         for key in ("readonly", "nosuid_nodev"):
@@ -618,6 +633,20 @@ def _check_hooks(v: _Validator, d: dict[str, Any], p: Path) -> None:
             _check_host_path(v, s, (*p, "allow", i))
     if "allow_engine_hooks" in d:
         v.typed(d["allow_engine_hooks"], (*p, "allow_engine_hooks"), bool, "true or false")
+
+
+def _check_process(v: _Validator, d: dict[str, Any], p: Path) -> None:
+    v.keys(d, p, ("oom_score_adj_min", "rlimits"))
+    adj = d.get("oom_score_adj_min")
+    if adj is not None and not (isinstance(adj, int) and not isinstance(adj, bool) and -1000 <= adj <= 1000):
+        v.err((*p, "oom_score_adj_min"), "expected an integer from -1000 to 1000, or null")
+    if "rlimits" in d and v.typed(d["rlimits"], (*p, "rlimits"), dict, "a mapping of RLIMIT_* names to maxima"):
+        for name, top in d["rlimits"].items():
+            if name not in tables.RLIMITS:
+                dym = tables.did_you_mean(name, tables.RLIMITS)
+                v.err((*p, "rlimits", name), f"unknown rlimit {name!r}", f"did you mean {dym!r}?" if dym else None)
+            elif not (isinstance(top, int) and not isinstance(top, bool) and top >= 0):
+                v.err((*p, "rlimits", name), "expected a non-negative integer")
 
 
 # --- seccomp JSON base files ---------------------------------------------------------
@@ -825,6 +854,7 @@ def build_profile(d: dict[str, Any], *, source: str = "", extends: str | None = 
     sec = d["seccomp"]
     fs = d["filesystem"]
     res = d["resources"]
+    proc = d["process"]
     base = sec["base"]
     base_profile = None if base == "none" else (_runtime_default() if base == "runtime-default"
                                                 else load_seccomp_json(base))
@@ -879,6 +909,8 @@ def build_profile(d: dict[str, Any], *, source: str = "", extends: str | None = 
             readonly_system_mounts=fs["readonly_system_mounts"],
             masked_paths=tuple(fs["masked_paths"]),
             readonly_paths=tuple(fs["readonly_paths"]),
+            mount_types=tuple(fs["mount_types"]),
+            rootfs_dirs=tuple(posixpath.normpath(x) for x in fs["rootfs_dirs"]),
         ),
         namespaces=NamespacePolicy(required=tuple(d["namespaces"]["required"])),
         resources=ResourcePolicy(memory=limit("memory", parse_size), pids=limit("pids", lambda x: x),
@@ -887,6 +919,10 @@ def build_profile(d: dict[str, Any], *, source: str = "", extends: str | None = 
         sysctls=SysctlPolicy(allow=tuple(d["sysctls"]["allow"])),
         hooks=HookPolicy(allow=tuple(d["hooks"]["allow"]), allow_engine_hooks=d["hooks"]["allow_engine_hooks"]),
         lsm=LsmPolicy(apparmor=d.get("apparmor"), selinux=d.get("selinux")),
+        process=ProcessPolicy(oom_score_adj_min=proc.get("oom_score_adj_min"),
+                              rlimits=tuple(sorted((proc.get("rlimits") or {}).items()))),
+        unknown_config_fields=d["unknown_config_fields"],
+        runc_mitigations=d["runc_mitigations"],
         resolved=resolved,
     )
 

@@ -17,12 +17,16 @@ def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     return load_profile(ref, search_dirs)
 
 
-def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
-    """Probe the host paths `config` names, then apply the profile (pure)."""
+def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, container_id: str = "") -> Outcome:
+    """Probe the host paths `config` names, then apply the profile (pure).
+
+    `container_id` is the id runc is given (it decides which cgroup and engine-hook arguments are the
+    container's own); "" when a bundle is checked on its own.
+    """
     from .host import probe
     from .transform import apply
 
-    return apply(profile, config, probe(config, bundle_dir))
+    return apply(profile, config, probe(config, bundle_dir, container_id))
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -220,7 +220,7 @@ class _Shim:
         bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
         config = read_config(bundle)
         self.profile = self.select_profile(config)
-        outcome = harden(self.profile, config, bundle)
+        outcome = harden(self.profile, config, bundle, self.inv.container_id or "")
         resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by

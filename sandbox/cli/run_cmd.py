@@ -141,7 +141,7 @@ class _Runner:
         config.setdefault("root", {})["path"] = rootfs_path
         state_dir = os.environ.get("SANDBOX_STATE_DIR", DEFAULT_STATE_DIR)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        outcome = harden(self.profile, config, None)
+        outcome = harden(self.profile, config, None, self.cid)
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,
                                                               "mode": self.profile.mode}}]
