@@ -87,6 +87,14 @@ def namespace_kind(path: str) -> str:
         os.close(fd)
 
 
+def _realpath(path: str) -> str | None:
+    """`path` with symlinks resolved; None when something on the way cannot be read (the gate refuses it)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
+
+
 def _proc_pid(path: str) -> str | None:
     """The pid of a /proc/<pid>/<name> path, else None."""
     parts = os.path.normpath(path).split("/")
@@ -166,8 +174,8 @@ class _Owners:
 def _executable(path: str, owners: _Owners) -> Executable:
     pid = _proc_pid(path) if path.endswith("/exe") else None
     if pid is None:
-        real = os.path.realpath(path)
-        return Executable(real=real, trusted_chain=owners.trusted(real))
+        real = _realpath(path)
+        return Executable(real=real or path, trusted_chain=real is not None and owners.trusted(real))
     try:
         real = os.readlink(path)
         st = os.stat(path)  # the running binary's inode, even when its file was replaced
@@ -205,8 +213,8 @@ def own_hooks(owners: _Owners) -> frozenset[str]:
     here = os.path.dirname(sys.executable)
     out = set()
     for name in OWN_HOOK_PROGRAMS:
-        real = os.path.realpath(os.path.join(here, name))
-        if owners.trusted(real):
+        real = _realpath(os.path.join(here, name))
+        if real is not None and owners.trusted(real):
             out.add(real)
     return frozenset(out)
 
@@ -241,7 +249,10 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
             continue
         if use == "namespace":
             continue
-        real = realpaths[path] = os.path.realpath(full)
+        real = _realpath(full)
+        if real is None:
+            continue  # unresolvable: absent from realpaths, so the gate refuses it
+        realpaths[path] = real
         if use in _EXPOSED:
             unsafe[real] = owners.unsafe_ancestors(real)
         elif use == "device":
@@ -301,7 +312,7 @@ def _rootfs_facts(config: dict[str, Any], bundle: str) -> tuple[int | None, froz
     except OSError:
         owner = None
     mounts = [m for m in config.get("mounts") or [] if isinstance(m, dict) and isinstance(m.get("destination"), str)]
-    dests: list[str] = [os.path.normpath("/" + m["destination"]) for m in mounts]
+    dests: list[str] = [os.path.normpath("/" + m["destination"].lstrip("/")) for m in mounts]
     missing: set[str] = set()
     symlinks: set[str] = set()
     for m, dest in zip(mounts, dests):

@@ -56,14 +56,26 @@ def _rlimits(ctx: Context, proc: dict[str, Any]) -> None:
 
 
 def proc_fd_path(path: Any) -> bool:
-    """A path that reaches a file descriptor or root/cwd of some process through /proc (or /dev/fd)."""
+    """A path that goes through a file descriptor, root or cwd of some process via /proc (or /dev/fd).
+
+    Checked at every step of the walk, as the kernel resolves it: `/proc/self/fd/7/../..` leaves
+    through the descriptor's target before the `..` apply, so normalising first would hide it."""
     if not isinstance(path, str) or not path.startswith("/"):
         return False
-    p = _normpath(path)
-    parts = p.split("/")
-    if p == "/dev/fd" or p.startswith(("/dev/fd/", "/dev/stdin", "/dev/stdout", "/dev/stderr")):
-        return True
-    return len(parts) >= 4 and parts[1] == "proc" and parts[3] in ("fd", "cwd", "root", "fdinfo", "map_files")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+        if parts[0] == "dev" and len(parts) >= 2 and parts[1] in ("fd", "stdin", "stdout", "stderr"):
+            return True
+        if parts[0] == "proc" and len(parts) >= 3 and parts[2] in ("fd", "cwd", "root", "fdinfo", "map_files"):
+            return True
+    return False
 
 
 def _runc_mitigations(ctx: Context, proc: dict[str, Any]) -> None:

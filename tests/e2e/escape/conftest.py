@@ -98,18 +98,17 @@ def probe_binary(_e2e_state):
     _, reason = _e2e_state
     if reason:
         _unavailable(reason)
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        _unavailable("gcc is not installed (the breakout probe is built with gcc -static)")
+    from tests.e2e.oracle.harness import build_probe
+
     out = tempfile.mkdtemp(prefix="sandbox-escape-probe-")
-    binary = os.path.join(out, "probe")
-    res = subprocess.run([gcc, "-static", "-O2", "-Wall", "-o", binary, os.path.join(HERE, "probe.c")],
-                         capture_output=True, text=True, timeout=120)
-    if res.returncode != 0:
+    try:
+        binary, why = build_probe(out)
+    except RuntimeError as e:
         shutil.rmtree(out, ignore_errors=True)
-        if "cannot find -lc" in res.stderr:
-            _unavailable("no static C library (apt-get install libc6-dev)")
-        pytest.fail(f"building probe.c failed:\n{res.stderr}")
+        pytest.fail(str(e))
+    if binary is None:
+        shutil.rmtree(out, ignore_errors=True)
+        _unavailable(why)
     yield binary
     shutil.rmtree(out, ignore_errors=True)
 
