@@ -80,6 +80,19 @@ def _host_paths(out: list[Change], old: Profile, new: Profile) -> None:
         out.append(Change("tighten", "filesystem.host_paths", f"bind mounts now refused from: {', '.join(closed)}"))
 
 
+def _subtrees(out: list[Change], field: str, old: tuple[str, ...], new: tuple[str, ...], opened: str,
+              closed: str) -> None:
+    """Lists of allowed subtrees: a new entry not inside an old one loosens; an old one no longer covered tightens."""
+    from .transform.hostpath import within
+
+    added = [d for d in new if not any(within(d, o) for o in old)]
+    removed = [o for o in old if not any(within(o, n) for n in new)]
+    if added:
+        out.append(Change("loosen", field, f"{opened}: {', '.join(added)}"))
+    if removed:
+        out.append(Change("tighten", field, f"{closed}: {', '.join(removed)}"))
+
+
 def _process(out: list[Change], old: Profile, new: Profile) -> None:
     a, b = old.process.oom_score_adj_min, new.process.oom_score_adj_min
     if a != b:
@@ -129,7 +142,8 @@ def diff(old: Profile, new: Profile) -> list[Change]:
     for part in ("memory", "pids", "cpu"):
         _limit(out, f"resources.{part}", getattr(old.resources, part), getattr(new.resources, part))
     _sets(out, "filesystem.mount_types", fo.mount_types, fn.mount_types, "mount types")
-    _sets(out, "filesystem.rootfs_dirs", fo.rootfs_dirs, fn.rootfs_dirs, "rootfs directories")
+    _subtrees(out, "filesystem.rootfs_dirs", fo.rootfs_dirs, fn.rootfs_dirs, "root filesystems now allowed in",
+              "root filesystems no longer allowed in")
     _flag(out, "runc_mitigations", old.runc_mitigations, new.runc_mitigations, True)
     _flag(out, "unknown_config_fields", old.unknown_config_fields == "refuse", new.unknown_config_fields == "refuse",
           True)

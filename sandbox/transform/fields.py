@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import ocishape, tables
 from ..decisions import pointer
-from .context import Context, _normpath
+from .context import Context
 from .hostpath import gate
 
 TYPE_CHECKING = False

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.engines import shim_path
-from tests.e2e.oracle.harness import Oracle, build_probe
+from tests.e2e.oracle.harness import RESULTS, Oracle, build_probe
 
 COUNTS: dict[str, dict[str, int]] = {}
 
@@ -56,6 +56,25 @@ def pytest_sessionfinish(session, exitstatus):
     if path:
         with open(path, "w") as f:
             json.dump({**counts, "tried": tried}, f)
+    path = os.environ.get("SANDBOX_ORACLE_TABLE")
+    if path and RESULTS:
+        with open(path, "w") as f:
+            f.write(results_table() + "\n")
+
+
+def results_table() -> str:
+    """The hand-written attacks' outcomes as a Markdown table (docs/security.md)."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for row, attack, profile, outcome, reason in RESULTS:
+        reason = reason if len(reason) <= 150 else reason[:149] + "…"
+        cell = f"refused: {reason}" if outcome == "refused" else \
+            ("ran, nothing reached" if outcome == "ran" else "runc did not start it, nothing reached")
+        rows.setdefault((row, attack), {})[profile] = cell.replace("|", "\\|")
+    lines = ["| row | attack | baseline | restricted | strict |", "|---|---|---|---|---|"]
+    for (row, attack), cells in rows.items():
+        lines.append(f"| {row} | `{attack}` | " + " | ".join(cells.get(p, "—") for p in ("baseline", "restricted",
+                                                                                        "strict")) + " |")
+    return "\n".join(lines)
 
 
 class HostProcess:

@@ -69,6 +69,10 @@ _EXPOSED = re.compile(r"^ORACLE exposed=(\S+) content=(\S+)$", re.M)
 _BLOCKDEV = re.compile(r"^ORACLE blockdev=(\S+) major=(\d+) minor=(\d+) readable=(\d)$", re.M)
 
 
+# (table row, attack, profile, outcome, reason) of every hand-written attack run, for the results table
+RESULTS: list[tuple[str, str, str, str, str]] = []
+
+
 @dataclass
 class Result:
     outcome: str  # refused | ran | failed

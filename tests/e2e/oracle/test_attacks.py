@@ -15,6 +15,8 @@ import subprocess
 
 import pytest
 
+from tests.e2e.oracle.harness import RESULTS
+
 pytestmark = pytest.mark.e2e
 
 ALL = ("baseline", "restricted", "strict")
@@ -458,10 +460,11 @@ NEEDS_VICTIM = [
 ]
 
 
-def _check(oracle, profile, build, refused_under, *extra):
+def _check(oracle, profile, build, refused_under, row, *extra):
     config, kwargs = build(oracle, profile, *extra)
     cid = "oracle-" + os.urandom(6).hex()
     res = oracle.run(config, profile, cid=cid, **kwargs)
+    RESULTS.append((row, build.__name__, profile, res.outcome, res.reason))
     assert not res.breaches, res.describe()
     if profile in refused_under:
         assert res.outcome == "refused", f"{build.__name__} under {profile} was not refused\n{res.describe()}"
@@ -470,23 +473,23 @@ def _check(oracle, profile, build, refused_under, *extra):
 
 
 def _cases(table):
-    return [pytest.param(build, profile, refused, id=f"{row}-{build.__name__}-{profile}")
+    return [pytest.param(row, build, profile, refused, id=f"{row}-{build.__name__}-{profile}")
             for row, build, refused in table for profile in ALL]
 
 
-@pytest.mark.parametrize("build,profile,refused_under", _cases(ATTACKS))
-def test_attack_is_refused_or_harmless(oracle, build, profile, refused_under):
-    _check(oracle, profile, build, refused_under)
+@pytest.mark.parametrize("row,build,profile,refused_under", _cases(ATTACKS))
+def test_attack_is_refused_or_harmless(oracle, row, build, profile, refused_under):
+    _check(oracle, profile, build, refused_under, row)
 
 
-@pytest.mark.parametrize("build,profile,refused_under", _cases(NEEDS_PROCS))
-def test_hook_attack_by_engine_identity(oracle, host_processes, build, profile, refused_under):
-    _check(oracle, profile, build, refused_under, host_processes)
+@pytest.mark.parametrize("row,build,profile,refused_under", _cases(NEEDS_PROCS))
+def test_hook_attack_by_engine_identity(oracle, host_processes, row, build, profile, refused_under):
+    _check(oracle, profile, build, refused_under, row, host_processes)
 
 
-@pytest.mark.parametrize("build,profile,refused_under", _cases(NEEDS_VICTIM))
-def test_attack_on_another_container(oracle, victim, build, profile, refused_under):
-    _check(oracle, profile, build, refused_under, victim)
+@pytest.mark.parametrize("row,build,profile,refused_under", _cases(NEEDS_VICTIM))
+def test_attack_on_another_container(oracle, victim, row, build, profile, refused_under):
+    _check(oracle, profile, build, refused_under, row, victim)
 
 
 def test_allowed_type_still_goes_through_the_host_path_gate(oracle):
