@@ -157,7 +157,8 @@ def _rows() -> list[tuple[str, str, str, str]]:
         ("linux.seccomp.listenerPath", "string", STEP + ":config_fields", "through the host-path gate "
          "(use listener)"),
         ("linux.seccomp.listenerMetadata", "string", KEEP, "opaque data sent to the listener"),
-        ("linux.seccomp.syscalls", "objects", STEP + ":seccomp", ""),
+        ("linux.seccomp.syscalls", "objects", STEP + ":seccomp",
+         "written anew from the fields below when the profile has a filter"),
         ("linux.seccomp.syscalls[].names", "strings", STEP + ":seccomp", ""),
         ("linux.seccomp.syscalls[].action", "string", STEP + ":seccomp", ""),
         ("linux.seccomp.syscalls[].errnoRet", "integer", STEP + ":seccomp", ""),
@@ -306,14 +307,33 @@ def _generic(value: Any, path: Path) -> str | None:
     return None
 
 
-def outside(config: Any) -> list[list[Any]]:
-    """The fields of `config` that are not in the table (JSON null ones are absent to runc)."""
+_REBUILT = "rebuilt"  # a subtree the transform writes anew from the fields it knows
+_SHAPES: dict[bool, Any] = {False: SHAPE}
+
+
+def _rebuilt_shape() -> Any:
+    """SHAPE with linux.seccomp.syscalls marked rebuilt (made on first use: a copy of the spine only)."""
+    if True not in _SHAPES:
+        linux = SHAPE[1]["linux"]
+        seccomp = linux[1]["seccomp"]
+        _SHAPES[True] = (dict, {**SHAPE[1], "linux": (dict, {**linux[1], "seccomp": (
+            dict, {**seccomp[1], "syscalls": _REBUILT})})})
+    return _SHAPES[True]
+
+
+def outside(config: Any, seccomp_rebuilt: bool = False) -> list[list[Any]]:
+    """The fields of `config` that are not in the table (JSON null ones are absent to runc).
+
+    With `seccomp_rebuilt`, linux.seccomp.syscalls is not walked: the seccomp step writes its
+    rules anew from the fields it knows, so nothing else in them reaches runc."""
     out: list[Path] = []
-    _outside(config, SHAPE, (), out)
+    _outside(config, _rebuilt_shape() if seccomp_rebuilt else SHAPE, (), out)
     return [keys_of(p) for p in out]
 
 
 def _outside(value: Any, spec: Any, path: Path, out: list[Path]) -> None:
+    if spec is _REBUILT:
+        return
     if isinstance(spec, list):
         if isinstance(value, list):
             for i, item in enumerate(value):

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from ..profile import Profile
 
 
-# user before namespaces (it needs to know whether the bundle had a user namespace),
-# capabilities before seccomp (capability-conditional syscalls follow the final set),
-# process after capabilities (it empties the inheritable set the capability step left).
+# config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
+# whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
+# syscalls follow the final set), process after capabilities (it empties the inheritable set).
 STEPS: tuple[Callable[[Context], None], ...] = (
-    user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, lsm, process_fields, cgroups, config_fields,
+    config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
+    sysctls, hooks, lsm, process_fields, cgroups,
 )
 
 

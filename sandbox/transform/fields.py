@@ -179,7 +179,11 @@ def _clamp_unified(key: str, value: str, limit: int) -> str | None:
 # -- the table of config fields ----------------------------------------------------------------------------
 
 def config_fields(ctx: Context) -> None:
-    for keys in ocishape.outside(ctx.config):
+    """Runs first, on the bundle's own config: what sandbox adds is in the table, what it drops never
+    reaches runc."""
+    pol = ctx.profile.seccomp
+    rebuilt = pol.base_profile is not None or bool(pol.deny or pol.rules)  # see seccomp.profile_filter
+    for keys in ocishape.outside(ctx.config, seccomp_rebuilt=rebuilt):
         value: Any = ctx.get(*keys)
         dotted = ".".join(str(k) for k in keys)
         ctx.unknown("fields", pointer(*keys), value,
