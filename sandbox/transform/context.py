@@ -6,6 +6,7 @@ from ..decisions import Decision
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from ..decisions import Action
@@ -66,8 +67,8 @@ class Context:
                     "unknown_config_fields")
 
 
-def _normpath(path: str) -> str:
-    """posixpath.normpath for absolute paths, without importing anything."""
+def walk(path: str) -> Iterator[list[str]]:
+    """The components of `path` after each step the kernel takes (`..` pops), without importing anything."""
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
@@ -77,4 +78,10 @@ def _normpath(path: str) -> str:
                 parts.pop()
         else:
             parts.append(part)
-    return "/" + "/".join(parts)
+        yield parts
+
+
+def _normpath(path: str) -> str:
+    """posixpath.normpath for absolute paths."""
+    steps = list(walk(path))  # every step yields the one list, as it is at the end
+    return "/" + "/".join(steps[-1]) if steps else "/"

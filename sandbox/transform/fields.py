@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import ocishape, tables
 from ..decisions import pointer
-from .context import Context
+from .context import Context, walk
 from .hostpath import gate
 
 TYPE_CHECKING = False
@@ -62,18 +62,11 @@ def proc_fd_path(path: Any) -> bool:
     through the descriptor's target before the `..` apply, so normalising first would hide it."""
     if not isinstance(path, str) or not path.startswith("/"):
         return False
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-        if parts[0] == "dev" and len(parts) >= 2 and parts[1] in ("fd", "stdin", "stdout", "stderr"):
+    for parts in walk(path):
+        if parts and parts[0] == "dev" and len(parts) >= 2 and parts[1] in ("fd", "stdin", "stdout", "stderr"):
             return True
-        if parts[0] == "proc" and len(parts) >= 3 and parts[2] in ("fd", "cwd", "root", "fdinfo", "map_files"):
+        if parts and parts[0] == "proc" and len(parts) >= 3 and parts[2] in ("fd", "cwd", "root", "fdinfo",
+                                                                            "map_files"):
             return True
     return False
 

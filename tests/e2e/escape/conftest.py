@@ -1,6 +1,6 @@
 """Fixtures for the breakout tests: the static probe, a rootfs holding it, and one run per scenario.
 
-`probe_binary` compiles probe.c with `gcc -static -O2` into a temporary directory.
+`probe_binary` (tests/e2e/conftest.py) is probe.c built with `gcc -static -O2`.
 `escape_rootfs` copies the demo rootfs into a fresh 0755 directory under /tmp (a
 user-namespaced container must be able to traverse every parent) and adds
 `/probe` (0755) and `/bin/suid-probe` (root-owned, 04755).
@@ -91,26 +91,6 @@ class ProbeRun:
     def describe(self) -> str:
         return (f"scenario {self.scenario}: rc={self.returncode}\n$ {' '.join(self.command)}\n"
                 f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
-
-
-@pytest.fixture(scope="session")
-def probe_binary(_e2e_state):
-    _, reason = _e2e_state
-    if reason:
-        _unavailable(reason)
-    from tests.e2e.oracle.harness import build_probe
-
-    out = tempfile.mkdtemp(prefix="sandbox-escape-probe-")
-    try:
-        binary, why = build_probe(out)
-    except RuntimeError as e:
-        shutil.rmtree(out, ignore_errors=True)
-        pytest.fail(str(e))
-    if binary is None:
-        shutil.rmtree(out, ignore_errors=True)
-        _unavailable(why)
-    yield binary
-    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -16,29 +16,23 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.engines import shim_path
-from tests.e2e.oracle.harness import RESULTS, Oracle, build_probe
+from tests.e2e.oracle.harness import RESULTS, Oracle
 
 COUNTS: dict[str, dict[str, int]] = {}
 
 
 @pytest.fixture(scope="session")
-def oracle(_e2e_state, demo_rootfs):
+def oracle(_e2e_state, demo_rootfs, probe_binary):
     runc, reason = _e2e_state
     if reason:
         e2e_unavailable(reason)
-    out = tempfile.mkdtemp(prefix="sandbox-oracle-probe-")
+    o = Oracle(tempfile.mkdtemp(prefix="sandbox-oracle-work-"), runc, probe_binary, demo_rootfs, shim_path())
     try:
-        binary, why = build_probe(out)
-        if binary is None:
-            e2e_unavailable(why)
-        o = Oracle(out, runc, binary, demo_rootfs, shim_path())
-        try:
-            yield o
-        finally:
-            COUNTS["all"] = dict(o.stats)
-            o.close()
+        yield o
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        COUNTS["all"] = dict(o.stats)
+        o.close()
+        shutil.rmtree(o.workdir, ignore_errors=True)
 
 
 def pytest_sessionfinish(session, exitstatus):

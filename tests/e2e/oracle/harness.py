@@ -231,6 +231,30 @@ class Oracle:
             self.stats["breached"] += 1
         return result
 
+    def run_plain(self, config: dict, *, capture: bool = True, timeout: int = 60) -> Result:
+        """`config` under plain runc, no sandbox (the controls); judged as a run under baseline.
+
+        `capture=False` sends the container's output to /dev/null: runc re-opens onto the container's
+        /dev/null any standard stream with the same device number, and a control whose /dev/null is a
+        regular file would otherwise write into it."""
+        bundle = tempfile.mkdtemp(prefix="plain-", dir=self.bundles)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        cid = "oracle-plain-" + uuid.uuid4().hex[:8]
+        out = subprocess.PIPE if capture else subprocess.DEVNULL
+        try:
+            res = subprocess.run([self.runc, "--root", self.runc_root, "run", "--bundle", bundle, cid], stdout=out,
+                                 stderr=out, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                 preexec_fn=_bounded_files)
+        finally:
+            subprocess.run([self.runc, "--root", self.runc_root, "delete", "-f", cid], capture_output=True,
+                           timeout=30)
+            shutil.rmtree(bundle, ignore_errors=True)
+        result = Result("ran" if res.returncode == 0 else "failed", res.returncode, res.stdout or "",
+                        res.stderr or "")
+        self._judge(result, "baseline")
+        return result
+
     def _shim(self, args: list[str], env: dict, timeout: int) -> tuple[int, str, str]:
         # Not pipes: a container's init (or an escaped hook) would hold them open.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

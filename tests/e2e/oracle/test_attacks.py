@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
@@ -523,25 +522,10 @@ def test_the_probe_runs_and_sees_nothing_of_the_host(oracle, profile):
 
 def test_the_oracle_sees_a_breach_when_there_is_one(oracle):
     """The oracle itself: plain runc with the canary directory bound in, and a host hook, is caught."""
-    import json
-    import tempfile
-
     cfg = oracle.base_config("baseline")
     cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": oracle.canary_dir, "options": ["rbind"]})
     _hook("prestart", "/bin/sh", _touch(oracle))(cfg)
-    bundle = tempfile.mkdtemp(dir=oracle.bundles)
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    cid = "oracle-control-" + os.urandom(4).hex()
-    try:
-        res = subprocess.run([oracle.runc, "--root", oracle.runc_root, "run", "--bundle", bundle, cid],
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    finally:
-        subprocess.run([oracle.runc, "--root", oracle.runc_root, "delete", "-f", cid], capture_output=True)
-    from tests.e2e.oracle.harness import Result
-
-    r = Result("ran", res.returncode, res.stdout, res.stderr)
-    oracle._judge(r, "baseline")
+    r = oracle.run_plain(cfg)
     assert any("visible inside" in b for b in r.breaches), r.describe()
     assert any("marker" in b for b in r.breaches), r.describe()
     assert any("secret" in b for b in r.breaches), r.describe()
@@ -549,21 +533,10 @@ def test_the_oracle_sees_a_breach_when_there_is_one(oracle):
 
 def test_cve_2024_21626_is_fixed_in_this_runc(oracle):
     """Debian's 1.1.5+ds1-1+deb12u1 carries the fd-leak fix: plain runc refuses a cwd through a leaked fd."""
-    import json
-    import tempfile
-
     cfg = oracle.base_config("baseline")
     cfg["process"]["cwd"] = "/proc/self/fd/7"
-    bundle = tempfile.mkdtemp(dir=oracle.bundles)
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    cid = "oracle-cve-" + os.urandom(4).hex()
-    try:
-        res = subprocess.run([oracle.runc, "--root", oracle.runc_root, "run", "--bundle", bundle, cid],
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    finally:
-        subprocess.run([oracle.runc, "--root", oracle.runc_root, "delete", "-f", cid], capture_output=True)
-    assert res.returncode != 0 and "DONE" not in res.stdout, res.stdout + res.stderr
+    res = oracle.run_plain(cfg)
+    assert res.returncode != 0 and "DONE" not in res.stdout and not res.breaches, res.describe()
 
 
 def test_cve_2025_31133_masked_path_redirect(oracle):
@@ -574,8 +547,6 @@ def test_cve_2025_31133_masked_path_redirect(oracle):
     The plain-runc control writes what it read to a bound result directory, never to its stdout:
     runc re-opens any standard stream whose device number equals the container's /dev/null's (a
     regular file's is 0, like a pipe's) onto that file."""
-    import json
-    import tempfile
 
     def plant(r):
         with open(os.path.join(r, "mask-target"), "w") as f:
@@ -589,15 +560,7 @@ def test_cve_2025_31133_masked_path_redirect(oracle):
     control["root"].update(path=rootfs, readonly=False)
     control["mounts"] = [m for m in control["mounts"] if not m["destination"].startswith("/dev")]
     control["mounts"].append({"destination": "/result", "type": "bind", "source": result, "options": ["rbind"]})
-    bundle = tempfile.mkdtemp(dir=oracle.bundles)
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(control, f)
-    cid = "oracle-cve-" + os.urandom(4).hex()
-    try:
-        subprocess.run([oracle.runc, "--root", oracle.runc_root, "run", "--bundle", bundle, cid], timeout=60,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finally:
-        subprocess.run([oracle.runc, "--root", oracle.runc_root, "delete", "-f", cid], capture_output=True)
+    oracle.run_plain(control, capture=False)
     with open(os.path.join(result, "out")) as f:
         assert f.read() == "MASKED-TARGET", "plain runc no longer masks /proc/keys with the symlink's target"
     cfg = oracle.base_config("baseline", ["/bin/sh", "-c", f"head -c 13 /proc/keys; /probe oracle {oracle.name}"])
