@@ -29,13 +29,14 @@ def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, con
     return apply(profile, config, probe(config, bundle_dir, container_id))
 
 
-def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:
-    """What `profile_ref` makes of `config`; a refusal raises PolicyRefusal (for `sandbox verify --profile`)."""
+def apply_profile_to_config(profile_ref: str, config: dict[str, Any], bundle_dir: str | None = None) -> dict[str, Any]:
+    """What `profile_ref` makes of `config` (relative paths in it are relative to `bundle_dir`); a refusal
+    raises PolicyRefusal (for `sandbox verify --profile`)."""
     from . import formats
     from .errors import PolicyRefusal
 
     profile = resolve_profile(profile_ref)
-    outcome = harden(profile, config, None)
+    outcome = harden(profile, config, bundle_dir)
     if outcome.refused:
         raise PolicyRefusal(formats.refusal_message(profile, outcome), profile=profile.name)
     return outcome.config
