@@ -38,21 +38,28 @@ def bundle_problems(profile: Profile, problems: list[BundleError]) -> list[Decis
     return out
 
 
-def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
-    """Probe the host paths `config` names, then apply the profile (pure)."""
+def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, container_id: str = "", *,
+           named_root: str = "", named_root_subtree: bool = False) -> Outcome:
+    """Probe the host paths `config` names, then apply the profile (pure).
+
+    `container_id` is the id runc is given (it decides which cgroup and engine-hook arguments are the
+    container's own); "" when a bundle is checked on its own.  `named_root`: the rootfs (or bundle
+    directory, `named_root_subtree`) the person named on `sandbox run`'s command line.
+    """
     from .host import probe
     from .transform import apply
 
-    return apply(profile, config, probe(config, bundle_dir))
+    return apply(profile, config, probe(config, bundle_dir, container_id, named_root, named_root_subtree))
 
 
-def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:
-    """What `profile_ref` makes of `config`; a refusal raises PolicyRefusal (for `sandbox verify --profile`)."""
+def apply_profile_to_config(profile_ref: str, config: dict[str, Any], bundle_dir: str | None = None) -> dict[str, Any]:
+    """What `profile_ref` makes of `config` (relative paths in it are relative to `bundle_dir`); a refusal
+    raises PolicyRefusal (for `sandbox verify --profile`)."""
     from . import formats
     from .errors import PolicyRefusal
 
     profile = resolve_profile(profile_ref)
-    outcome = harden(profile, config, None)
+    outcome = harden(profile, config, bundle_dir)
     if outcome.refused:
         raise PolicyRefusal(formats.refusal_message(profile, outcome), profile=profile.name)
     return outcome.config

@@ -321,7 +321,7 @@ class _Shim:
         config = read_config(bundle, problems=problems)
         self.profile = self.select_profile(config)
         tolerated = bundle_problems(self.profile, problems)  # complain mode: recorded, not refused
-        outcome = harden(self.profile, config, bundle)
+        outcome = harden(self.profile, config, bundle, self.inv.container_id or "")
         resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by

@@ -143,7 +143,9 @@ class _Runner:
         from ..dirs import ensure_dir
 
         ensure_dir(state_dir, 0o700)
-        outcome = harden(self.profile, config, None)
+        # the rootfs or bundle named here is the person's choice, not a hostile config.json's
+        outcome = harden(self.profile, config, None, self.cid, named_root=os.path.abspath(bundle or rootfs_path),
+                         named_root_subtree=bool(bundle))
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,
                                                               "mode": self.profile.mode}}]

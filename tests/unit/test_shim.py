@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 def test_runc_log_json_line_as_runc_writes_it(tmp_path):
     log = tmp_path / "log.json"
-    write_runc_log(str(log), "json", "refused by sandbox profile strict: bind mount of /etc")
+    write_runc_log(str(log), "json", "refused by sandbox profile strict: bind mount source /etc")
     rec = json.loads(log.read_text())
     assert rec["level"] == "error" and rec["msg"].startswith("refused by sandbox profile strict")
     assert rec["time"].endswith("Z")
