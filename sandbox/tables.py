@@ -177,7 +177,7 @@ HOST_SYSTEM_TREES: tuple[str, ...] = (
 )
 # Top-level directories that hold everyone's files: not a root themselves (a directory below may be).
 HOST_TOP_DIRS: tuple[str, ...] = (
-    "/", "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp",
+    "/", "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp",  # noqa: S108 - names, never opened
 )
 
 # -- process ---------------------------------------------------------------------------------------------

@@ -224,8 +224,8 @@ def _exposed(ctx: Context, use: str, path: str) -> Verdict:
     if use == "root" and _named_root(ctx, lexical) and _named_root(ctx, real):
         # the person's choice of directory, but not a way around the symlink race: no directory above
         # it may be one someone else could swap
-        for d, why in ctx.host.unsafe_ancestors.get(real, ()):
-            return _refuse(f"{what} {shown}: the directory {d} above it {why}, so it could be swapped for a "
+        for above, unsafe in ctx.host.unsafe_ancestors.get(real, ()):
+            return _refuse(f"{what} {shown}: the directory {above} above it {unsafe}, so it could be swapped for a "
                            "symlink between this check and runc's use of the path", "filesystem.rootfs_dirs")
         return Verdict(True, f"{what} {shown} was named on sandbox's command line", "filesystem.rootfs_dirs")
     engine = ctx.host.engine_dirs
