@@ -241,15 +241,22 @@ class Daemon:
         shim = _Shim(inv)
         shim.served_by = "daemon"
         bundle = ""
+        python_path = False
 
         def prepare() -> int:
-            nonlocal bundle
+            nonlocal bundle, python_path
             shim.load()
-            bundle = shim.prepare_bundle()
+            # a user namespace sandbox adds needs the runtime's own mount namespace, made by the
+            # process that runs runc: the Python path does that
+            python_path = shim.wants_python_path()
+            if not python_path:
+                bundle = shim.prepare_bundle()
             return 0
 
         with _ClientContext(env, cwd) as err:
             code = shim.guarded(prepare)
+        if python_path and code == 0:
+            return [("status", "fallback"), ("why", "the profile adds a user namespace")]
         if code != 0:
             return [("status", "refused"), ("code", str(code)), ("stderr", err.getvalue())]
         ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,

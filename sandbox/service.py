@@ -17,12 +17,57 @@ def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     return load_profile(ref, search_dirs)
 
 
-def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
-    """Probe the host paths `config` names, then apply the profile (pure)."""
+def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, **facts: Any) -> Outcome:
+    """Probe the host paths `config` names, then apply the profile (pure).
+
+    `facts`: what the caller knows for the probe (`sandbox.host.probe`'s keyword arguments: whether
+    a user namespace is added, the id range allocated, the pod's user namespace)."""
     from .host import probe
     from .transform import apply
 
-    return apply(profile, config, probe(config, bundle_dir))
+    return apply(profile, config, probe(config, bundle_dir, **facts))
+
+
+def harden_with_engine_dirs(op: Any, profile: Profile, config: dict[str, Any], bundle_dir: str | None,
+                            **facts: Any) -> Outcome:
+    """`harden` for a create: the engines' per-container directories found on this host (cached) are
+    allowed bind sources; a bind mount refused with a cached list is judged again with a fresh one
+    (an engine may have started, or moved, since)."""
+    from .engines import engine_dirs
+
+    dirs, fresh = engine_dirs(op)
+    outcome = harden(profile, config, bundle_dir, engine_dirs=dirs, **facts)
+    if not fresh and any(d.control == "mounts" for d in outcome.refusals):
+        dirs, _ = engine_dirs(op, fresh=True)
+        outcome = harden(profile, config, bundle_dir, engine_dirs=dirs, **facts)
+    return outcome
+
+
+def userns_facts(op: Any, profile: Profile, config: dict[str, Any], runc_root: str,
+                 container_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """For a create whose profile adds a user namespace: the probe's keyword arguments (the id range,
+    the pod's or a new one from the operator's pool, and the pod's user namespace to join) and the
+    allocation made (None when the profile or bundle names its own mapping)."""
+    from .idpool import allocate, pod_of, pod_userns
+    from .transform.user import needs_id_range
+
+    facts: dict[str, Any] = {"userns": True}
+    if not needs_id_range(profile, config):
+        return facts, None
+    pod = pod_of(config)
+    rng = allocate(op, runc_root=runc_root, container_id=container_id, pod=pod[0] if pod else None)
+    facts["id_range"] = rng
+    if pod and not pod[1]:
+        facts["pod_userns"] = pod_userns(runc_root, pod[0], rng)
+    return facts, {"runc_root": runc_root, "container_id": container_id, "pod": pod[0] if pod else None,
+                   "range": rng}
+
+
+def release_ids(op: Any, allocation: dict[str, Any]) -> None:
+    """The container of `allocation` was not created: its id range is free for others again."""
+    from .idpool import release
+
+    release(op, runc_root=allocation["runc_root"], container_id=allocation["container_id"], pod=allocation["pod"])
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:

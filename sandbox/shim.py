@@ -42,6 +42,9 @@ class _Shim:
         self.temp_files: list[str] = []  # rewritten --process/--resources files: removed once runc returns
         self.served_by = ""  # "daemon" when the sandbox daemon does this work (recorded in the audit log)
         self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
+        self.prep: Any = None  # RuntimePrep: what this process does before runc (an added user namespace)
+        self.allocated: dict[str, Any] | None = None  # the id range allocated for this create
+        self.init_pid = 0  # exec/update: the container's init process
 
     def dispatch(self, args: list[str]) -> int:
         self.load()
@@ -90,11 +93,10 @@ class _Shim:
     def report(self, e: SandboxError) -> None:
         """Say why where the engine will show it: stderr and runc's --log file, in its format."""
         msg = str(e)
-        sys.stderr.write(f"sandbox-runc: {msg}\n")
-        sys.stderr.flush()
         log = self.inv.globals.get("log")
-        if log:
+        if log:  # first: engines read the reason from there (containerd's CRI gives runc a read-only stderr)
             write_runc_log(log, self.inv.globals.get("log-format") or "text", msg)
+        _say(f"sandbox-runc: {msg}\n")
         try:
             from .errors import AuditError
 
@@ -102,7 +104,7 @@ class _Shim:
                 self._audit([{"event": "refused" if isinstance(e, PolicyRefusal) else "error",
                               "data": {"reason": msg, "subcommand": self.inv.subcommand}}])
         except SandboxError as ae:
-            sys.stderr.write(f"sandbox-runc: {ae}\n")
+            _say(f"sandbox-runc: {ae}\n")
 
     def temp_json(self, beside: str, data: Any) -> str:
         path = _write_temp_json(beside, data)
@@ -210,30 +212,89 @@ class _Shim:
     # -- create / run / restore -------------------------------------------------------------
     def harden_bundle(self) -> int:
         bundle = self.prepare_bundle()
+        if self.prep is not None:
+            from .mountns import prepare
+
+            try:
+                prepare(self.prep)  # this process's own mount namespace, which runc inherits
+            except BaseException:
+                self.release_ids()
+                raise
         return self.finish_bundle(bundle, self.spawn_runc(self.inv.argv))
+
+    def runc_root(self) -> str:
+        return os.path.abspath(self.inv.globals.get("root") or "/run/runc")
+
+    def adds_userns(self, config: dict[str, Any]) -> bool:
+        """Whether the profile gives this bundle a user namespace it does not have (the daemon leaves
+        those creates to the Python path, which prepares the runtime's mount namespace)."""
+        from .transform.user import has_userns, userns_required
+
+        return userns_required(self.profile) and not has_userns(config)
+
+    def wants_python_path(self) -> bool:
+        from .bundle import read_config
+
+        try:
+            config = read_config(os.path.abspath(self.inv.flag("bundle", "b") or "."))
+            self.profile = self.select_profile(config)
+        except SandboxError:
+            return False  # prepare_bundle reports it
+        return self.adds_userns(config)
+
+    def _userns_facts(self, config: dict[str, Any]) -> dict[str, Any]:
+        from .service import userns_facts
+
+        if not self.adds_userns(config) or not self.inv.container_id:
+            return {}
+        facts, self.allocated = userns_facts(self.op, self.profile, config, self.runc_root(), self.inv.container_id)
+        return facts
+
+    def release_ids(self) -> None:
+        if self.allocated is not None:
+            from .service import release_ids
+
+            a, self.allocated = self.allocated, None
+            release_ids(self.op, a)
 
     def prepare_bundle(self) -> str:
         """Everything before runc: select, harden, audit the decisions, write config.json; the bundle path."""
         from .bundle import read_config, write_config_atomic
-        from .service import harden
+        from .service import harden_with_engine_dirs
 
         bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
         config = read_config(bundle)
         self.profile = self.select_profile(config)
-        outcome = harden(self.profile, config, bundle)
+        extra = self._userns_facts(config)
+        try:
+            outcome = harden_with_engine_dirs(self.op, self.profile, config, bundle, **extra)
+        except BaseException:
+            self.release_ids()
+            raise
+        self.prep = outcome.prep
         resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by
+        if self.allocated is not None:
+            rng = self.allocated["range"]
+            resolved["id_range"] = f"{rng.host_id}:{rng.size}"
+            if self.allocated["pod"]:
+                resolved["pod"] = self.allocated["pod"]
+        if outcome.prep is not None and outcome.prep.rootfs is not None:
+            resolved["rootfs"] = {"kind": outcome.prep.rootfs.kind, "source": outcome.prep.rootfs.source}
         self._audit([{"event": "profile_resolved", "data": resolved}]
                     + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions], bundle)
         if outcome.refused:
             from .formats import refusal_message
 
+            self.release_ids()
             raise PolicyRefusal(refusal_message(self.profile, outcome), profile=self.profile.name)
         new = outcome.config
         if self.profile.mode == "enforce":
-            new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = \
-                f"{self.profile.name}@{self.profile.sha256[:16]}"
+            applied = f"{self.profile.name}@{self.profile.sha256[:16]}"
+            if self.allocated is not None:
+                applied += f";userns={self.allocated['range'].host_id}:{self.allocated['range'].size}"
+            new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = applied
         if new != config:
             # Atomic (rename), not fsynced: runc reads it from the page cache at once, and after a
             # host crash no container runs from it without a new `create` through sandbox (engines
@@ -251,6 +312,7 @@ class _Shim:
         else:
             # a failed create must not leave a half-made container behind
             self._cleanup()
+            self.release_ids()
             event, data["reason"] = "error", f"runc {self.inv.subcommand} failed"
         try:
             self._audit([{"event": event, "data": data}], bundle)
@@ -288,7 +350,22 @@ class _Shim:
             self.exec_runc(self.inv.argv)
         state = json.loads(res.stdout.decode("utf-8", "replace"))
         bundle = state.get("bundle", "")
+        self.init_pid = state.get("pid") if isinstance(state.get("pid"), int) else 0
         return read_config(bundle), bundle
+
+    def enter_inherited_namespaces(self, config: dict[str, Any]) -> None:
+        """A container in a user namespace whose config.json names no network, ipc or uts namespace got
+        them from sandbox-runc (it entered the engine's for runc create: see transform.user); `runc
+        exec` would leave the new process in its own, so it is started inside the container's."""
+        from .mountns import enter_namespace
+        from .transform.user import has_userns
+
+        if not has_userns(config) or not self.init_pid:
+            return
+        listed = {n.get("type") for n in (config.get("linux") or {}).get("namespaces") or [] if isinstance(n, dict)}
+        for kind, proc_name in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")):
+            if kind not in listed:
+                enter_namespace(kind, f"/proc/{self.init_pid}/ns/{proc_name}")
 
     # -- exec ---------------------------------------------------------------------------------
     def harden_exec(self) -> int:
@@ -324,6 +401,7 @@ class _Shim:
                     argv = self._replace_flag_value(argv, ("process", "p"), self.temp_json(proc_file, new_proc))
             else:
                 argv = self._rewrite_exec_flags(argv, new_proc)
+        self.enter_inherited_namespaces(config)
         return self.spawn_runc(argv)
 
     def _process_from_flags(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -423,6 +501,16 @@ def _write_temp_json(beside: str, data: Any) -> str:
     return path
 
 
+def _say(text: str) -> None:
+    """Write to stderr; an engine may hand the runtime a stderr it cannot write (containerd's CRI gives
+    the pod sandbox container /dev/null opened read-only): then the text goes nowhere, quietly."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - replaces the unusable stderr until exit
+
+
 def write_runc_log(path: str, fmt: str, msg: str) -> None:
     """Append an error line to runc's log file the way runc (logrus) writes it."""
     import time
@@ -440,7 +528,7 @@ def write_runc_log(path: str, fmt: str, msg: str) -> None:
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(line + "\n")
     except OSError as e:
-        sys.stderr.write(f"sandbox-runc: cannot write runc log {path}: {e.strerror}\n")
+        _say(f"sandbox-runc: cannot write runc log {path}: {e.strerror}\n")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def mounts(ctx: Context) -> None:
             if not isinstance(src, str):
                 continue
             real = ctx.realpath(src)
-            why = forbidden_reason(real, fs.forbidden_host_paths, fs.allowed_host_paths)
+            # the engines' own per-container directories found on this host count as allowed (HostFacts)
+            why = forbidden_reason(real, fs.forbidden_host_paths, fs.allowed_host_paths + ctx.host.engine_dirs)
             if why:
                 shown = src if real == src else f"{src} (resolves to {real})"
                 ctx.decide("mounts", ptr, "refuse", {"source": src, "destination": dest}, None,

@@ -16,7 +16,22 @@ import pytest
 from sandbox import daemon as sd
 from tests.conftest import OCI, ROOT
 
-SPEC = os.path.join(OCI, "runc-spec-1.1.json")
+RUNC_SPEC = os.path.join(OCI, "runc-spec-1.1.json")
+
+
+def _spec_with_userns(path):
+    """runc's spec with a user namespace of its own: strict keeps it, so the daemon serves the create
+    (a user namespace sandbox adds takes the Python path: test_an_added_user_namespace_...)."""
+    cfg = json.loads(open(RUNC_SPEC).read())
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        cfg["linux"][key] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+SPEC = None  # set per session by _spec below
 
 
 class Setup:
@@ -43,6 +58,7 @@ class Setup:
         self.socket = str(self.sockdir / "daemon.sock")
         self.bundle = tmp_path / "bundle"
         self.bundle.mkdir()
+        (self.bundle / "rootfs").mkdir()
         shutil.copy(SPEC, self.bundle / "config.json")
         self.env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(self.config), "SANDBOX_CACHE_DIR": str(self.cache),
                     "SANDBOX_DAEMON_SOCKET": self.socket, "FAKE_LOG": str(self.runc_log),
@@ -85,6 +101,12 @@ class Setup:
         return json.loads((self.bundle / "config.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spec(tmp_path_factory):
+    global SPEC
+    SPEC = _spec_with_userns(str(tmp_path_factory.mktemp("spec") / "config.json"))
+
+
 @pytest.fixture
 def s(tmp_path, c_dispatcher):
     st = Setup(tmp_path, c_dispatcher)
@@ -107,6 +129,25 @@ def test_create_through_the_daemon_is_hardened_and_audited(s):
     assert _served_by(s.records()) == ["daemon"]
     assert s.events()[-1] == "created" and all(r["container_id"] == "c1" for r in s.records())
     assert sd.ping(s.socket)["served"] == "2"  # harden, then the outcome
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the Python path mounts the idmapped rootfs view: needs root")
+def test_an_added_user_namespace_takes_the_python_path(s):
+    """strict gives runc's plain spec a user namespace: the daemon leaves it to the Python path, which
+    allocates an id range and prepares the rootfs view in the runtime's own mount namespace."""
+    shutil.copy(RUNC_SPEC, s.bundle / "config.json")
+    s.start_daemon()
+    res = s.sandbox_runc("--root", str(s.tmp / "runc-root"), "create", "--bundle", "bundle", "c1")
+    assert res.returncode == 0, res.stderr
+    assert _served_by(s.records()) == [None]
+    resolved = next(r for r in s.records() if r["event"] == "profile_resolved")["data"]
+    assert resolved["rootfs"] == {"kind": "idmapped-bind", "source": str(s.bundle / "rootfs")}
+    start, size = resolved["id_range"].split(":")
+    assert int(size) == 65536
+    cfg = s.hardened()
+    assert cfg["root"]["path"] == "/run/sandbox-rootfs"
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": int(start), "size": 65536}]
+    assert cfg["annotations"]["org.sandbox-runtime.profile.applied"].endswith(f";userns={start}:65536")
 
 
 def test_the_daemon_and_the_python_path_decide_alike(s, tmp_path):
