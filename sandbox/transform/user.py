@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..decisions import RootfsPrep, RuntimePrep, pointer
+from ..decisions import ROOTFS_TARGET, RootfsPrep, RuntimePrep, pointer
 from ..profile import DEFAULT_ID_MAPPING, IdMapping
 from .context import Context
 
@@ -62,6 +62,12 @@ def needs_id_range(profile: Any, config: dict[str, Any]) -> bool:
 
 def user(ctx: Context) -> None:
     pol = ctx.profile.user
+    if ctx.get("root", "path") == ROOTFS_TARGET:
+        # runc would get whatever is at that path on the host, not the engine's rootfs
+        ctx.decide("user", "/root/path", "refuse", ROOTFS_TARGET, None,
+                   f"root.path is {ROOTFS_TARGET}, where sandbox-runc mounts a rootfs view in a runtime's own mount "
+                   "namespace: this config.json was already hardened by an earlier create; let the engine write "
+                   "it anew", "user.user_namespace")
     linux = ctx.section("linux")
     required = userns_required(ctx.profile)
     userns = has_userns(ctx.config)
