@@ -78,7 +78,7 @@ def containerd_dirs(argv: list[str], why: str) -> Iterator[EngineDir]:
     data = _toml(conf)
     root = _flag(argv, "--root") or data.get("root") or "/var/lib/containerd"
     state = _flag(argv, "--state") or data.get("state") or "/run/containerd"
-    where = f"{why} ({conf})" if data else why
+    where = f"{why} ({conf})" if data and why != conf else why
     for base in (str(state), str(root)):
         yield EngineDir("containerd", os.path.join(base, _CRI, "sandboxes"), where)
 

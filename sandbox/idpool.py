@@ -70,7 +70,8 @@ def _alive(rec: dict[str, Any]) -> bool:
         if isinstance(root, str) and isinstance(member, str) and os.path.lexists(os.path.join(root, member)):
             return True
     pid = rec.get("pid")
-    return isinstance(pid, int) and pid > 0 and _proc_start(pid) == rec.get("pid_start")
+    started = _proc_start(pid) if isinstance(pid, int) and pid > 0 else None
+    return started is not None and started == rec.get("pid_start")
 
 
 class _Locked:

@@ -146,3 +146,23 @@ def test_update_container_resources_above_the_maximum_is_clamped(cri):
                   and r["decision"].get("subcommand") == "update"]
         assert {d["pointer"] for d in clamps} >= {"/memory/limit", "/cpu/quota"}
         assert cri.client.container_status(cid).status.state == cri.client.api.CONTAINER_RUNNING
+
+
+def test_sandbox_check_host_lists_the_running_containerds_directories(cri):
+    """The private containerd's root and state are not the defaults: they are found from its command line
+    and the config file it names."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    res = subprocess.run([sys.executable, "-m", "sandbox", "check", "--host", "--format", "json"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={**os.environ, "SANDBOX_CONFIG": cri.config})
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads(res.stdout)
+    found = {d["path"]: d for d in report["engine_dirs"]}
+    for path in (os.path.join(cri.daemon.cri_state(), "sandboxes"), os.path.join(cri.daemon.cri_root(), "sandboxes")):
+        assert path in found and found[path]["engine"] == "containerd"
+        assert f"({cri.daemon.config})" in found[path]["found"] and found[path]["found"].startswith("pid ")
+    assert report["idmapped_mounts"].startswith("yes") and report["max_user_namespaces"] > 0
