@@ -53,7 +53,6 @@ _MOUNT_ATTR_IDMAP = 0x00100000
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
-_MS_RDONLY = 0x1
 _MS_REC = 0x4000
 _MS_SLAVE = 1 << 19
 
@@ -203,23 +202,6 @@ def attach(fd: int, target: str) -> None:
 _UPPER_SIZE = "4m"
 
 
-def mount_tmpfs(target: str, data: str) -> None:
-    import ctypes
-
-    if _c().mount(b"tmpfs", os.fsencode(target), b"tmpfs", ctypes.c_ulong(0x2 | 0x4), data.encode()) != 0:
-        raise _fail(f"cannot mount a tmpfs at {target} for the rootfs view's mount points", _errno(),
-                    "the runtime's mount namespace must allow it")
-
-
-def mount_overlay(target: str, data: str, readonly: bool = True) -> None:
-    import ctypes
-
-    flags = _MS_RDONLY if readonly else 0
-    if _c().mount(b"overlay", os.fsencode(target), b"overlay", ctypes.c_ulong(flags), data.encode()) != 0:
-        raise _fail("cannot mount the container's rootfs from idmapped overlay layers", _errno(),
-                    "overlayfs accepts idmapped layers since Linux 5.19")
-
-
 def filesystem_of(path: str) -> str:
     """The filesystem type holding `path`, from /proc/self/mountinfo (for messages)."""
     m = mount_at_or_above(path)
@@ -331,42 +313,83 @@ def prepare(prep: RuntimePrep) -> None:
 
 def prepare_rootfs(prep: RootfsPrep, uid_mappings: tuple[IdMapping, ...],
                    gid_mappings: tuple[IdMapping, ...]) -> None:
-    """Mount the idmapped view `prep` describes at `prep.target` (in the current mount namespace,
-    which must already be the runtime's own)."""
-    os.makedirs(prep.target, mode=0o755, exist_ok=True)
+    """Mount the view `prep` describes at `prep.target` (in the current mount namespace, which must
+    already be the runtime's own)."""
+    fd = detached_rootfs(prep, uid_mappings, gid_mappings)
+    try:
+        os.makedirs(prep.target, mode=0o755, exist_ok=True)
+        attach(fd, prep.target)
+    finally:
+        os.close(fd)
+
+
+def detached_rootfs(prep: RootfsPrep, uid_mappings: tuple[IdMapping, ...],
+                    gid_mappings: tuple[IdMapping, ...]) -> int:
+    """The view `prep` describes as a detached mount (attached nowhere yet): its fd.  The sandbox
+    daemon hands it to the client that runs runc, which attaches it in its own mount namespace."""
+    if prep.kind == "bind":  # already owned by mapped ids: only out of the engine's directories
+        return clone(prep.source)
     userns = userns_fd(uid_mappings, gid_mappings)
     fds: list[int] = []
     try:
-        if prep.kind == "bind":  # already owned by mapped ids: only out of the engine's directories
-            fd = clone(prep.source)
-            fds.append(fd)
-            attach(fd, prep.target)
-            return
         if prep.kind == "idmapped-bind":
-            fd = idmapped_clone(prep.source, userns, recursive=True)
-            fds.append(fd)
-            attach(fd, prep.target)
-            return
+            return idmapped_clone(prep.source, userns, recursive=True)
         # overlay: idmapped clones of the engine's layers (its upper layer first, as the topmost lower
-        # one), reached through /proc/self/fd, under an upper layer on a small tmpfs of this mount
-        # namespace's own: runc creates the mount points there; the engine's layers are never written
+        # one), reached through /proc/self/fd, under an upper layer on a small tmpfs of the view's own:
+        # runc creates the mount points there; the engine's layers are never written
         layers = []
         for layer in prep.layers:
             fd = idmapped_clone(layer, userns, readonly=True)
             fds.append(fd)
             layers.append(f"/proc/self/fd/{fd}")
-        mount_tmpfs(prep.target, f"mode=0755,size={_UPPER_SIZE}")
-        upper, work = os.path.join(prep.target, "upper"), os.path.join(prep.target, "work")
-        os.mkdir(upper)
-        os.mkdir(work, 0o700)
+        tmp = new_mount("tmpfs", [("size", _UPPER_SIZE), ("mode", "0755")])
+        fds.append(tmp)
+        os.mkdir("upper", dir_fd=tmp)
+        os.mkdir("work", 0o700, dir_fd=tmp)
         top = os.stat(layers[0])  # the image's / as the container's root will own it
-        os.chown(upper, top.st_uid, top.st_gid)
-        os.chmod(upper, top.st_mode & 0o7777)
-        data = f"lowerdir={':'.join(layers)},upperdir={upper},workdir={work}"
+        os.chown("upper", top.st_uid, top.st_gid, dir_fd=tmp)
+        os.chmod(f"/proc/self/fd/{tmp}/upper", top.st_mode & 0o7777)
+        options: list[tuple[str, str | None]] = [
+                   ("lowerdir", ":".join(layers)), ("upperdir", f"/proc/self/fd/{tmp}/upper"),
+                   ("workdir", f"/proc/self/fd/{tmp}/work")]
         for opt in prep.overlay_options:
-            data += "," + opt
-        mount_overlay(prep.target, data, readonly=False)  # runc makes it read-only once it is done
+            k, sep, v = opt.partition("=")
+            options.append((k, v if sep else None))
+        return new_mount("overlay", options)
     finally:
         for fd in fds:
-            os.close(fd)  # the mount (or the overlay) holds what it needs
+            os.close(fd)  # the overlay holds what it needs
         os.close(userns)
+
+
+_SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 430, 431, 432
+_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
+
+
+def new_mount(fstype: str, options: list[tuple[str, str | None]]) -> int:
+    """A new, detached mount of `fstype` (fsopen + fsconfig + fsmount): its fd."""
+    import ctypes
+
+    libc = _c()
+    fs = libc.syscall(_SYS_FSOPEN, fstype.encode(), ctypes.c_uint(1))
+    if fs < 0:
+        raise _fail(f"cannot open a {fstype} filesystem context", _errno(), "the kernel needs the new mount API (5.2)")
+    try:
+        for key, value in options:
+            if value is None:
+                rc = libc.syscall(_SYS_FSCONFIG, fs, ctypes.c_uint(_FSCONFIG_SET_FLAG), key.encode(), None, 0)
+            else:
+                rc = libc.syscall(_SYS_FSCONFIG, fs, ctypes.c_uint(_FSCONFIG_SET_STRING), key.encode(),
+                                  value.encode(), 0)
+            if rc != 0:
+                raise _fail(f"{fstype} refuses the option {key}", _errno(),
+                            "overlayfs accepts idmapped layers since Linux 5.19")
+        if libc.syscall(_SYS_FSCONFIG, fs, ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None, 0) != 0:
+            raise _fail(f"cannot create the {fstype} mount for the container's rootfs view", _errno(),
+                        "overlayfs accepts idmapped layers since Linux 5.19")
+        fd = libc.syscall(_SYS_FSMOUNT, fs, ctypes.c_uint(1), ctypes.c_uint(0))
+        if fd < 0:
+            raise _fail(f"cannot mount the {fstype} filesystem", _errno(), "the kernel needs the new mount API (5.2)")
+        return int(fd)
+    finally:
+        os.close(fs)

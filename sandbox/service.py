@@ -43,11 +43,12 @@ def harden_with_engine_dirs(op: Any, profile: Profile, config: dict[str, Any], b
     return outcome
 
 
-def userns_facts(op: Any, profile: Profile, config: dict[str, Any], runc_root: str,
-                 container_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def userns_facts(op: Any, profile: Profile, config: dict[str, Any], runc_root: str, container_id: str,
+                 creator: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """For a create whose profile adds a user namespace: the probe's keyword arguments (the id range,
     the pod's or a new one from the operator's pool, and the pod's user namespace to join) and the
-    allocation made (None when the profile or bundle names its own mapping)."""
+    allocation made (None when the profile or bundle names its own mapping).  `creator`: the process
+    that will run runc create (default: this one)."""
     from .idpool import allocate, pod_of, pod_userns
     from .transform.user import needs_id_range
 
@@ -55,7 +56,8 @@ def userns_facts(op: Any, profile: Profile, config: dict[str, Any], runc_root: s
     if not needs_id_range(profile, config):
         return facts, None
     pod = pod_of(config)
-    rng = allocate(op, runc_root=runc_root, container_id=container_id, pod=pod[0] if pod else None)
+    rng = allocate(op, runc_root=runc_root, container_id=container_id, pod=pod[0] if pod else None,
+                   creator=creator)
     facts["id_range"] = rng
     if pod and not pod[1]:
         facts["pod_userns"] = pod_userns(runc_root, pod[0], rng)

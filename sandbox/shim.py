@@ -45,6 +45,7 @@ class _Shim:
         self.prep: Any = None  # RuntimePrep: what this process does before runc (an added user namespace)
         self.allocated: dict[str, Any] | None = None  # the id range allocated for this create
         self.init_pid = 0  # exec/update: the container's init process
+        self.creator_pid = 0  # the process that runs runc create (the daemon's client), default this one
 
     def dispatch(self, args: list[str]) -> int:
         self.load()
@@ -226,28 +227,18 @@ class _Shim:
         return os.path.abspath(self.inv.globals.get("root") or "/run/runc")
 
     def adds_userns(self, config: dict[str, Any]) -> bool:
-        """Whether the profile gives this bundle a user namespace it does not have (the daemon leaves
-        those creates to the Python path, which prepares the runtime's mount namespace)."""
+        """Whether the profile gives this bundle a user namespace it does not have."""
         from .transform.user import has_userns, userns_required
 
         return userns_required(self.profile) and not has_userns(config)
-
-    def wants_python_path(self) -> bool:
-        from .bundle import read_config
-
-        try:
-            config = read_config(os.path.abspath(self.inv.flag("bundle", "b") or "."))
-            self.profile = self.select_profile(config)
-        except SandboxError:
-            return False  # prepare_bundle reports it
-        return self.adds_userns(config)
 
     def _userns_facts(self, config: dict[str, Any]) -> dict[str, Any]:
         from .service import userns_facts
 
         if not self.adds_userns(config) or not self.inv.container_id:
             return {}
-        facts, self.allocated = userns_facts(self.op, self.profile, config, self.runc_root(), self.inv.container_id)
+        facts, self.allocated = userns_facts(self.op, self.profile, config, self.runc_root(), self.inv.container_id,
+                                             creator=self.creator_pid or None)
         return facts
 
     def release_ids(self) -> None:

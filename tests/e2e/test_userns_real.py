@@ -266,3 +266,22 @@ def test_sigkill_at_random_points_never_leaves_a_mount_on_the_host(env):
     # whatever the kills left in the id records, the next create gets a range, and the first one again
     assert env.run_shim("create", "--bundle", _bundle(env, name="after"), "after").returncode == 0
     assert _range_of(env, "after") == POOL_START
+
+
+def test_the_daemon_builds_the_view_and_the_client_attaches_it_in_runcs_namespace(env, tmp_path):
+    from tests.e2e.engines import start_daemon, stop_daemon
+
+    sock, proc = start_daemon(tmp_path)
+    try:
+        env.env["SANDBOX_DAEMON_SOCKET"] = sock
+        res = env.run_shim("create", "--bundle", _bundle(env), "viad")
+        assert res.returncode == 0, res.stderr
+    finally:
+        stop_daemon(proc)
+    resolved = next(r["data"] for r in env.records() if r["container_id"] == "viad" and r["event"] == "profile_resolved")
+    assert resolved["served_by"] == "daemon" and resolved["rootfs"]["kind"] == "idmapped-bind"
+    pid = env.state("viad")["pid"]
+    start = int(resolved["id_range"].split(":")[0])
+    assert _uid_map(pid) == (0, start, 65536)
+    assert os.stat(f"/proc/{pid}/root/etc/passwd").st_uid == start
+    assert not _host_has_view()

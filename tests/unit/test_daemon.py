@@ -42,6 +42,8 @@ class Setup:
         self.runc = tmp_path / "fake-runc"
         # records argv; FAKE_EXIT sets its exit code; FAKE_KILL is a pid to kill before answering
         self.runc.write_text('#!/bin/sh\necho "$*" >> "$FAKE_LOG"\n'
+                             # the rootfs view sandbox prepares for a user namespace it adds, seen by runc
+                             'grep -q " /run/sandbox-rootfs " /proc/self/mountinfo && echo VIEW >> "$FAKE_LOG"\n'
                              '[ -n "$FAKE_KILL" ] && kill -9 "$FAKE_KILL" && sleep 0.2\n'
                              '[ -n "$FAKE_TRAP" ] && { trap \'echo TERM >> "$FAKE_LOG"; exit 143\' TERM; '
                              'echo ready >> "$FAKE_LOG"; while :; do sleep 0.05; done; }\n'
@@ -131,15 +133,21 @@ def test_create_through_the_daemon_is_hardened_and_audited(s):
     assert sd.ping(s.socket)["served"] == "2"  # harden, then the outcome
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the Python path mounts the idmapped rootfs view: needs root")
-def test_an_added_user_namespace_takes_the_python_path(s):
-    """strict gives runc's plain spec a user namespace: the daemon leaves it to the Python path, which
-    allocates an id range and prepares the rootfs view in the runtime's own mount namespace."""
+@pytest.mark.skipif(os.geteuid() != 0, reason="the idmapped rootfs view is mounted: needs root")
+@pytest.mark.parametrize("daemon", [True, False])
+def test_an_added_user_namespace_gets_its_rootfs_view_in_runcs_own_mount_namespace(s, daemon):
+    """strict gives runc's plain spec a user namespace: an id range is allocated and runc finds the rootfs
+    view at /run/sandbox-rootfs in a mount namespace of its own (the daemon builds the view, detached, and
+    passes it to the client, which attaches it), never in the host's."""
     shutil.copy(RUNC_SPEC, s.bundle / "config.json")
-    s.start_daemon()
+    if daemon:
+        s.start_daemon()
     res = s.sandbox_runc("--root", str(s.tmp / "runc-root"), "create", "--bundle", "bundle", "c1")
     assert res.returncode == 0, res.stderr
-    assert _served_by(s.records()) == [None]
+    assert _served_by(s.records()) == ["daemon" if daemon else None]
+    assert s.runc_calls()[-1] == "VIEW"
+    with open("/proc/self/mountinfo") as f:
+        assert " /run/sandbox-rootfs " not in f.read()
     resolved = next(r for r in s.records() if r["event"] == "profile_resolved")["data"]
     assert resolved["rootfs"] == {"kind": "idmapped-bind", "source": str(s.bundle / "rootfs")}
     start, size = resolved["id_range"].split(":")
