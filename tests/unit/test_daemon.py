@@ -62,7 +62,9 @@ class Setup:
         self.bundle.mkdir()
         (self.bundle / "rootfs").mkdir()
         shutil.copy(SPEC, self.bundle / "config.json")
+        self.runtime_dir = str(tmp_path / "runtime")  # id ranges, engine dirs: not the host's /run/sandbox
         self.env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(self.config), "SANDBOX_CACHE_DIR": str(self.cache),
+                    "SANDBOX_RUNTIME_DIR": self.runtime_dir,
                     "SANDBOX_DAEMON_SOCKET": self.socket, "FAKE_LOG": str(self.runc_log),
                     "SANDBOX_PYTHON": sys.executable}
         self.proc = None
@@ -70,7 +72,8 @@ class Setup:
     def start_daemon(self):
         code = "import sys; sys.path.insert(0, sys.argv.pop(1)); from sandbox.cli import main; main()"
         self.proc = subprocess.Popen([sys.executable, "-c", code, ROOT, "daemon", "run", "--socket", self.socket],
-                                     env={"PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE, text=True)
+                                     env={"PATH": "/usr/bin:/bin", "SANDBOX_RUNTIME_DIR": self.runtime_dir},
+                                     stderr=subprocess.PIPE, text=True)
         for _ in range(200):
             if sd.ping(self.socket):
                 return self.proc
