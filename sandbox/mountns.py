@@ -253,26 +253,31 @@ def mount_at_or_above(path: str, table: list[tuple[str, str, str, str]] | None =
     return best
 
 
+def _split_escaped(text: str, sep: str, keep_escapes: bool) -> list[str]:
+    """`text` split at `sep`; a backslash escapes the next character (kept escaped if `keep_escapes`)."""
+    out: list[str] = []
+    cur: list[str] = []
+    esc = False
+    for ch in text:
+        if esc:
+            cur.append("\\" + ch if keep_escapes else ch)
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif ch == sep:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
 def split_overlay_options(super_opts: str) -> list[tuple[str, str]]:
     """overlayfs super options -> [(name, value)] in order (`lowerdir+` may repeat); a comma or colon
     escaped with a backslash stays escaped in the value (split_layers reads it)."""
     out: list[tuple[str, str]] = []
-    cur: list[str] = []
-    esc = False
-    items = []
-    for ch in super_opts:
-        if esc:
-            cur.append("\\" + ch)
-            esc = False
-        elif ch == "\\":
-            esc = True
-        elif ch == ",":
-            items.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    items.append("".join(cur))
-    for item in items:
+    for item in _split_escaped(super_opts, ",", keep_escapes=True):
         if item:
             k, _, v = item.partition("=")
             out.append((k, _unescape(v)))
@@ -281,22 +286,7 @@ def split_overlay_options(super_opts: str) -> list[tuple[str, str]]:
 
 def split_layers(value: str) -> list[str]:
     """An overlay lowerdir value -> layer paths (`:` separates; `\\:` is a colon in a path)."""
-    out: list[str] = []
-    cur: list[str] = []
-    esc = False
-    for ch in value:
-        if esc:
-            cur.append(ch)
-            esc = False
-        elif ch == "\\":
-            esc = True
-        elif ch == ":":
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return [p for p in out if p]
+    return [p for p in _split_escaped(value, ":", keep_escapes=False) if p]
 
 
 # -- the rootfs ------------------------------------------------------------------------------------

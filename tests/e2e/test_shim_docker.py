@@ -93,13 +93,24 @@ def _strict_config(work, conf, name="strict"):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
-    _, reason = _e2e_state
+def _docker_needed(e2e_state, *tools):
+    _, reason = e2e_state
     if reason:
         e2e_unavailable(reason)
-    require_tool("dockerd")
-    require_tool("docker")
+    for tool in ("dockerd", "docker", *tools):
+        require_tool(tool)
+
+
+def _start_with_image(daemon, demo_rootfs, conf, argv_log):
+    daemon.start()
+    res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    return _Engine(daemon, conf["audit"], argv_log)
+
+
+@pytest.fixture(scope="module")
+def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
+    _docker_needed(_e2e_state)
     work = tmp_path_factory.mktemp("docker")
     conf = operator_config(work, allowed_profiles=["restricted", "strict"])
     profiles = work / "profiles"
@@ -117,10 +128,7 @@ def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
                    "sandbox-strict": _strict_config(work, conf)}
         for name, config in configs.items():
             daemon.runtimes[name] = logging_runtime(str(work / f"rt-{name}"), config, shim_path(), argv_log)
-        daemon.start()
-        res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
-        assert res.returncode == 0, res.stderr.decode(errors="replace")
-        yield _Engine(daemon, conf["audit"], argv_log)
+        yield _start_with_image(daemon, demo_rootfs, conf, argv_log)
     finally:
         daemon.stop()
 
@@ -351,11 +359,7 @@ def test_docker_run_under_strict_with_the_default_data_root(docker, tmp_path):
 
 @pytest.fixture(scope="module")
 def dockerd_remap(_e2e_state, demo_rootfs, tmp_path_factory):
-    _, reason = _e2e_state
-    if reason:
-        e2e_unavailable(reason)
-    require_tool("dockerd")
-    require_tool("unshare")
+    _docker_needed(_e2e_state, "unshare")
     work = tmp_path_factory.mktemp("docker-remap")
     conf = operator_config(work)
     argv_log = str(work / "runtime-argv.log")
@@ -363,10 +367,7 @@ def dockerd_remap(_e2e_state, demo_rootfs, tmp_path_factory):
     try:
         daemon.runtimes["sandbox-strict"] = logging_runtime(str(work / "rt-strict"), _strict_config(work, conf),
                                                             shim_path(), argv_log)
-        daemon.start()
-        res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
-        assert res.returncode == 0, res.stderr.decode(errors="replace")
-        yield _Engine(daemon, conf["audit"], argv_log)
+        yield _start_with_image(daemon, demo_rootfs, conf, argv_log)
     finally:
         daemon.stop()
 
