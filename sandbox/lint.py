@@ -224,6 +224,42 @@ def incomplete_deny_list(p: Profile) -> Iterator[Finding]:
         yield _f("SBX016", f"{name} is denied but {', '.join(rest)} still reach that operation")
 
 
+@rule("SBX017", "high", "runc_mitigations")
+def runc_mitigations_off(p: Profile) -> Iterator[Finding]:
+    """SBX017 runc CVE mitigations off.
+
+    `runc_mitigations: false` leaves shapes that known runc vulnerabilities need (a /dev that
+    is not a fresh tmpfs, a cwd through /proc/self/fd, mounts nested in shared volumes) to a runc
+    that may not carry the fixes (see docs/security.md).  Fix: `runc_mitigations: true`.
+    """
+    if not p.runc_mitigations:
+        yield _f("SBX017", "config-level mitigations of known runc vulnerabilities are off")
+
+
+@rule("SBX018", "medium", "unknown_config_fields")
+def unknown_fields_warned(p: Profile) -> Iterator[Finding]:
+    """SBX018 config fields sandbox has no rule for are only warned about.
+
+    With `unknown_config_fields: warn`, a config.json field outside sandbox's table of what runc
+    acts on (or one that reaches the host, such as net_cls class ids) is kept, with a warning.
+    A newer runc could act on it unchecked.  Fix: `unknown_config_fields: refuse`.
+    """
+    if p.unknown_config_fields != "refuse":
+        yield _f("SBX018", "config.json fields outside sandbox's table are kept with a warning")
+
+
+@rule("SBX019", "medium", "filesystem.mount_types")
+def extra_mount_types(p: Profile) -> Iterator[Finding]:
+    """SBX019 mount types beyond what a container needs.
+
+    `filesystem.mount_types` lets a bundle mount more filesystem types; block-device and network
+    filesystems reach host storage, kernel filesystems (debugfs, bpf, securityfs) the kernel.
+    Their sources still go through the host-path rules.  Fix: remove what no workload needs.
+    """
+    for t in p.filesystem.mount_types:
+        yield _f("SBX019", f"mounts of type {t} are allowed")
+
+
 METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")  # AWS, GCP, Azure, OpenStack; AWS over IPv6
 
 
@@ -237,9 +273,9 @@ def _egress_reaches(p: Profile, address: str) -> bool:
     return net.egress is None or any(not r.cidr or contains(r.cidr, address) for r in net.egress)
 
 
-@rule("SBX017", "medium", "network.deny_always")
+@rule("SBX020", "medium", "network.deny_always")
 def metadata_reachable(p: Profile) -> Iterator[Finding]:
-    """SBX017 cloud metadata service reachable.
+    """SBX020 cloud metadata service reachable.
 
     169.254.169.254 (and fd00:ec2::254) hands out the node's cloud credentials to
     whoever asks.  Fix: `network.deny_always: [169.254.0.0/16, fe80::/10]`, as
@@ -247,41 +283,41 @@ def metadata_reachable(p: Profile) -> Iterator[Finding]:
     """
     for addr in METADATA_ADDRESSES:
         if _egress_reaches(p, addr):
-            yield _f("SBX017", f"the cloud metadata service at {addr} is reachable")
+            yield _f("SBX020", f"the cloud metadata service at {addr} is reachable")
 
 
-@rule("SBX018", "medium", "network.deny_always")
+@rule("SBX021", "medium", "network.deny_always")
 def node_reachable(p: Profile) -> Iterator[Finding]:
-    """SBX018 the node is reachable.
+    """SBX021 the node is reachable.
 
     Without `node` in `network.deny_always` a container can connect to the node's
     own services (the kubelet, an engine's API, databases bound to the host).
     """
     if "node" not in p.network.deny_always and (p.network.egress is None or p.network.egress):
-        yield _f("SBX018", "the node's own addresses are reachable (add node to deny_always)")
+        yield _f("SBX021", "the node's own addresses are reachable (add node to deny_always)")
 
 
-@rule("SBX019", "low", "network.egress")
+@rule("SBX022", "low", "network.egress")
 def egress_unfiltered(p: Profile) -> Iterator[Finding]:
-    """SBX019 egress not filtered.
+    """SBX022 egress not filtered.
 
     Without a `network.egress` allow-list a compromised container can connect to any
     address its network reaches: other pods, internal services, the internet.
     """
     if p.network.egress is None:
-        yield _f("SBX019", "no egress allow-list: connections to any address are allowed")
+        yield _f("SBX022", "no egress allow-list: connections to any address are allowed")
 
 
-@rule("SBX020", "medium", "network.egress")
+@rule("SBX023", "medium", "network.egress")
 def egress_everything(p: Profile) -> Iterator[Finding]:
-    """SBX020 an egress entry allows everything.
+    """SBX023 an egress entry allows everything.
 
     An entry without `cidr` (or with a /0) and without `ports` and `protocol` turns
     the allow-list into an allow-all.
     """
     for r in p.network.egress or ():
         if (not r.cidr or r.cidr.endswith("/0")) and not r.ports and not r.protocol:
-            yield _f("SBX020", f"the entry {r.cidr or 'anywhere'} allows every protocol and port")
+            yield _f("SBX023", f"the entry {r.cidr or 'anywhere'} allows every protocol and port")
 
 
 def lint(profile: Profile) -> list[Finding]:

@@ -26,11 +26,12 @@ transaction -- and hands anything else, unchanged, to `main` below, which decide
 why.  Where no C compiler was found, bin/sandbox-nethook (a sh launcher of `main`) is
 installed instead (≈ 15 ms).
 
-`hook_program()` is the trust check for the hook program itself, done on every create: the
-program and what it runs must be root's and not writable by anyone else.
+Whether a hook naming this program is sandbox's own is decided where every hook is judged: the
+probe lists sandbox's own hook programs (`host.OWN_HOOK_PROGRAMS`, trust-checked: root-owned, with
+what they run, and unwritable by others) in `HostFacts.own_hooks`, and the host-path gate
+(`transform/hostpath.py`) keeps a hook only through that list.
 
-This module is imported on the create path (for `hook_program`): only `os` and `sys` at the
-top.
+Only `os` and `sys` at the top: the hook's own start is on every container create.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import os
 import sys
 
 from .errors import InspectError, SandboxError
+from .hostfacts import NETWORK_HOOK as HOOK_NAME
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-HOOK_NAME = "sandbox-nethook"
 CLONE_NEWNET = 0x40000000
 NFT_CTX_OUTPUT_JSON = 1 << 4
 MAX_STATE_BYTES = 4 << 20
@@ -55,63 +56,6 @@ SYSTEM_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 class HookError(SandboxError):
     """The hook cannot load the rules: the container must not start."""
-
-
-# --- the trust check -------------------------------------------------------------------------------
-
-def hook_program(bindir: str | None = None) -> tuple[str, str]:
-    """(resolved path, "") of sandbox's own hook program if it can be trusted, else ("", why not).
-
-    Trusted means: `sandbox-nethook` installed beside the running interpreter (the same
-    installation as this code), resolved through symlinks; it, the shell that runs it and
-    the Python interpreter beside it are regular executable files owned by root (when we
-    are root), writable by nobody else, in directories owned by root and writable by nobody
-    else (or sticky).  The transform puts this resolved path in config.json; a bundle's own
-    hook naming it is recognised by the same resolved path.
-    """
-    bindir = bindir or os.path.dirname(sys.executable)
-    real = os.path.realpath(os.path.join(bindir, HOOK_NAME))
-    problem = file_problem(real, "the network hook program")
-    if problem:
-        return "", problem
-    python = os.path.join(os.path.dirname(real), "python3")
-    for dep, what in (("/bin/sh", "the shell that runs the network hook"),
-                      (python, "the Python interpreter of the network hook")):
-        if os.path.lexists(dep):
-            problem = file_problem(os.path.realpath(dep), what)
-            if problem:
-                return "", problem
-    return real, ""
-
-
-def file_problem(path: str, what: str) -> str:
-    """Why the executable `path` cannot be trusted to run as root, or ""."""
-    import stat
-
-    root = os.geteuid() == 0
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        return f"{what} {path} cannot be used: {e.strerror}"
-    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        return f"{what} {path} is not an executable file"
-    if root and st.st_uid != 0:
-        return f"{what} {path} is not owned by root (uid {st.st_uid})"
-    if st.st_mode & 0o022:
-        return f"{what} {path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
-    d = os.path.dirname(path)
-    while True:
-        try:
-            st = os.stat(d)
-        except OSError as e:
-            return f"{what} {path}: cannot check {d}: {e.strerror}"
-        if root and st.st_uid != 0:
-            return f"{what} {path} lies in {d}, which root does not own (uid {st.st_uid})"
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            return f"{what} {path} lies in {d}, which group or others may write"
-        if d == "/":
-            return ""
-        d = os.path.dirname(d)
 
 
 # --- the hook ----------------------------------------------------------------------------------------

@@ -13,7 +13,17 @@ from typing import Any
 import click
 
 from ..errors import EXIT_INVALID, InspectError, PolicyRefusal, RuncError
-from ..verify import Check, compare, expected_from_config, failed, format_text, network_check, summary, to_json
+from ..verify import (
+    Check,
+    compare,
+    expected_from_config,
+    failed,
+    format_text,
+    id_range_check,
+    network_check,
+    summary,
+    to_json,
+)
 from .options import FORMAT, profile_option
 
 
@@ -59,7 +69,9 @@ def check_process(pid: int, expected_config: dict[str, Any]) -> list[Check]:
             joined[path] = ino
     checks = compare(expected, state, limits, inspect.host_namespaces(), absent_paths=absent,
                      namespace_paths=joined, cap_last_cap=inspect.read_cap_last_cap())
-    return [*checks, network_check(expected_config, _live_rules(pid, expected_config))]
+    annotations = expected_config.get("annotations")
+    ranged = id_range_check(annotations, state) if isinstance(annotations, dict) else None
+    return [*checks, *([ranged] if ranged else []), network_check(expected_config, _live_rules(pid, expected_config))]
 
 
 def _live_rules(pid: int, expected_config: dict[str, Any]) -> dict[str, Any] | None:
@@ -131,7 +143,7 @@ def verify(container_id: str, runc_root: str | None, runc_path: str | None, prof
         from ..service import apply_profile_to_config
 
         try:
-            expected_config = apply_profile_to_config(profile_ref, expected_config)
+            expected_config = apply_profile_to_config(profile_ref, expected_config, bundle)
         except PolicyRefusal as e:
             _pid_of(state, container_id)
             checks = [_refusal_check(profile_ref, e)]

@@ -15,6 +15,7 @@ from ..decisions import Outcome
 from ..hostfacts import HostFacts
 from .context import Context
 from .devices import devices
+from .fields import cgroups, config_fields, process_fields
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
@@ -23,7 +24,7 @@ from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import seccomp
 from .sysctls import sysctls
-from .user import user
+from .user import user, userns_runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,12 +34,14 @@ if TYPE_CHECKING:
     from ..profile import Profile
 
 
-# user before namespaces (it needs to know whether the bundle had a user namespace),
-# capabilities before seccomp (capability-conditional syscalls follow the final set),
-# hooks before network (which adds sandbox's own hook after the bundle's have been judged).
+# config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
+# whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
+# syscalls follow the final set), hooks before network (which adds sandbox's own hook after the
+# bundle's have been judged), process after capabilities (it empties the inheritable set),
+# userns_runtime last (it needs the final root.readonly, mounts and namespaces).
 STEPS: tuple[Callable[[Context], None], ...] = (
-    user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, network, lsm,
+    config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
+    sysctls, hooks, network, lsm, process_fields, cgroups, userns_runtime,
 )
 
 
@@ -53,7 +56,7 @@ def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = Non
         step(ctx)
     if profile.mode == "complain":
         return Outcome(config=_copy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
-    return Outcome(config=ctx.config, decisions=ctx.decisions)
+    return Outcome(config=ctx.config, decisions=ctx.decisions, prep=ctx.prep)
 
 
 def _copy(config: dict[str, Any]) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from .. import netrules
 from ..decisions import pointer
+from ..hostfacts import NETWORK_HOOK as HOOK_NAME
 from .context import Context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-HOOK_NAME = "sandbox-nethook"
 HOOK_STAGE = "createRuntime"
 HOOK_TIMEOUT = 10  # seconds; runc kills a hook that takes longer, and the create fails
 HOOK_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",)
@@ -56,15 +56,24 @@ def network(ctx: Context) -> None:
         ctx.decide("network", pointer("linux", "namespaces", ns_index, "path"), "keep", joined, joined,
                    "joins its pod's network namespace, whose sandbox container carries the rules", "network")
         return
-    if not ctx.host.network_hook:
+    program = hook_program(ctx)
+    if not program:
         ctx.decide("network", pointer("hooks", HOOK_STAGE), "refuse", None, None,
-                   f"the network rules cannot be loaded: {ctx.host.network_hook_problem}", "network")
+                   f"the network rules cannot be loaded: sandbox's own hook program {HOOK_NAME} was not found "
+                   "beside sandbox, or it, what it runs or a directory above them is not owned by root or is "
+                   "writable by others", "network")
         return
     rules = netrules.ruleset(pol, _resolvers(ctx), ctx.host.node_addresses)
     if rules is None:  # pol.enforced guarantees rules; keep mypy and readers sure of it
         return
     _annotate(ctx, annotations, rules)
-    _hook(ctx, mine, rules)
+    _hook(ctx, program, mine, rules)
+
+
+def hook_program(ctx: Context) -> str:
+    """The resolved path of sandbox's network hook program among sandbox's own hook programs
+    (host.OWN_HOOK_PROGRAMS, trust-checked by the probe), "" when it is not one of them."""
+    return next((p for p in sorted(ctx.host.own_hooks) if p.rsplit("/", 1)[-1] == HOOK_NAME), "")
 
 
 def _capability_sets(ctx: Context) -> dict[str, list[Any]]:
@@ -80,16 +89,16 @@ def _network_namespace(ctx: Context) -> tuple[int, dict[str, Any] | None]:
 
 
 def _own_hooks(ctx: Context) -> list[tuple[str, int, dict[str, Any]]]:
-    """Entries in any stage that run sandbox's own hook program (its path resolved on the host)."""
+    """Entries in any stage that run sandbox's own network hook program (its path resolved on the host)."""
     out: list[tuple[str, int, dict[str, Any]]] = []
-    own = ctx.host.network_hook
+    own = hook_program(ctx)
     stages = ctx.config.get("hooks")
     if not own or not isinstance(stages, dict):
         return out
     for stage in sorted(stages):
         for i, hook in enumerate(stages[stage] if isinstance(stages[stage], list) else []):
             path = hook.get("path") if isinstance(hook, dict) else None
-            if isinstance(path, str) and own in (path, ctx.realpath(path)):
+            if isinstance(path, str) and own in (path, ctx.host.realpaths.get(path)):
                 out.append((stage, i, hook))
     return out
 
@@ -142,8 +151,8 @@ def _annotate(ctx: Context, annotations: dict[str, Any], rules: netrules.Ruleset
                "for sandbox's own hook to load", "network")
 
 
-def _hook(ctx: Context, mine: list[tuple[str, int, dict[str, Any]]], rules: netrules.Ruleset) -> None:
-    want = {"path": ctx.host.network_hook, "args": [HOOK_NAME, "--sha256", rules.sha256], "env": list(HOOK_ENV),
+def _hook(ctx: Context, program: str, mine: list[tuple[str, int, dict[str, Any]]], rules: netrules.Ruleset) -> None:
+    want = {"path": program, "args": [HOOK_NAME, "--sha256", rules.sha256], "env": list(HOOK_ENV),
             "timeout": HOOK_TIMEOUT}
     if [(s, h) for s, _, h in mine] == [(HOOK_STAGE, want)]:
         _, i, _ = mine[0]

@@ -9,6 +9,7 @@ from sandbox.diff import diff
 from sandbox.errors import ProfileError, ProfileErrors
 from sandbox.lint import lint
 from sandbox.profile import NetRule, NetworkPolicy
+from tests.conftest import NETHOOK, nethook_facts
 
 HEAD = "apiVersion: sandbox/v1\nkind: Profile\nname: net\n"
 
@@ -118,13 +119,13 @@ def test_floor_refuses_a_profile_that_opens_the_network(tmp_path):
 
 def test_lint_network_rules(tmp_path):
     ids = lambda p: {f.rule for f in lint(p)}  # noqa: E731
-    assert {"SBX017", "SBX018", "SBX019"} <= ids(loader.load_profile("baseline"))
-    assert not {"SBX017", "SBX018"} & ids(loader.load_profile("restricted"))
-    assert not {"SBX017", "SBX018", "SBX019", "SBX020"} & ids(loader.load_profile("strict"))
+    assert {"SBX020", "SBX021", "SBX022"} <= ids(loader.load_profile("baseline"))
+    assert not {"SBX020", "SBX021"} & ids(loader.load_profile("restricted"))
+    assert not {"SBX020", "SBX021", "SBX022", "SBX023"} & ids(loader.load_profile("strict"))
     wide = load(tmp_path, "extends: strict\nnetwork:\n  egress: [{cidr: '::/0'}, {cidr: 10.0.0.0/8, ports: [1]}]\n")
-    assert [f.message for f in lint(wide) if f.rule == "SBX020"] == ["the entry ::/0 allows every protocol and port"]
+    assert [f.message for f in lint(wide) if f.rule == "SBX023"] == ["the entry ::/0 allows every protocol and port"]
     meta = load(tmp_path, "extends: strict\nnetwork:\n  egress: [{cidr: 169.254.169.254}]\n", "m.yaml")
-    assert "SBX017" not in ids(meta)  # deny_always (inherited) wins over the list
+    assert "SBX020" not in ids(meta)  # deny_always (inherited) wins over the list
 
 
 # --- the ruleset --------------------------------------------------------------------------
@@ -243,13 +244,14 @@ def test_stale_compiled_profile_from_another_model_is_not_used(tmp_path, monkeyp
 
 # --- the transform step -------------------------------------------------------------------------
 
-HOOK = "/usr/lib/sandbox/bin/sandbox-nethook"
+HOOK = NETHOOK
 
 
 def _facts(**kw):
     from sandbox.hostfacts import HostFacts
 
-    base = {"network_hook": HOOK, "resolvers": ("10.0.0.2",), "node_addresses": ("192.0.2.1",),
+    base = {**nethook_facts(), "bundle_dir": "/var/lib/sandbox/bundle", "resolvers": ("10.0.0.2",),
+            "node_addresses": ("192.0.2.1",),
             "host_namespaces": {"/var/run/netns/pod": False, "/run/netns/test": False}}
     return HostFacts(**{**base, **kw})
 
@@ -320,11 +322,34 @@ def test_a_bundles_own_copy_of_the_hook_is_replaced_and_without_a_section_remove
 def test_no_trusted_hook_program_refuses():
     from sandbox.transform import apply
 
-    out = apply(loader.load_profile("restricted"), _bundle(), _facts(network_hook="",
-                network_hook_problem="the network hook program /x is writable by group or others (mode 0775)"))
+    out = apply(loader.load_profile("restricted"), _bundle(), _facts(own_hooks=frozenset()))
     assert out.refused
     assert [d.reason for d in out.refusals] == [
-        "the network rules cannot be loaded: the network hook program /x is writable by group or others (mode 0775)"]
+        "the network rules cannot be loaded: sandbox's own hook program sandbox-nethook was not found beside "
+        "sandbox, or it, what it runs or a directory above them is not owned by root or is writable by others"]
+
+
+@pytest.mark.parametrize("path", ["/tmp/x/sandbox-nethook", "/usr/local/bin/sandbox-nethook", "/bin/sh"])
+def test_same_name_or_argv_elsewhere_is_not_sandboxs_own_hook(path):
+    """hook identity spoofing: only the resolved path in HostFacts.own_hooks is sandbox's own; a hook
+    with its file name or its arguments anywhere else is judged as any other hook, and refused."""
+    from sandbox.hostfacts import Executable
+    from sandbox.transform import apply
+
+    facts = nethook_facts()
+    cfg = _bundle()
+    cfg["hooks"] = {"createRuntime": [{"path": path, "args": ["sandbox-nethook", "--sha256", "0" * 64]}]}
+    executables = {**facts["executables"], path: Executable(real=path, trusted_chain=True)}
+    for name in ("baseline", "restricted", "strict"):
+        out = apply(loader.load_profile(name), cfg, _facts(executables=executables,
+                                                            realpaths={**facts["realpaths"], path: path}))
+        assert any(d.control == "hooks" and d.pointer == "/hooks/createRuntime/0" for d in out.refusals), name
+    # the same entry naming the trusted program is sandbox's own (then replaced by sandbox's own copy)
+    cfg["hooks"]["createRuntime"][0]["path"] = HOOK
+    out = apply(loader.load_profile("strict"), cfg, _facts())
+    assert not out.refused
+    assert [h["args"][2] for h in out.config["hooks"]["createRuntime"]] == [
+        netrules.digest(json.loads(out.config["annotations"][netrules.ANNOTATION]))]
 
 
 def test_sharing_the_hosts_network_namespace_is_refused():
@@ -396,37 +421,49 @@ def load_profile_text(body):
 
 # --- the hook's checks that need no namespace -------------------------------------------------------
 
-def test_hook_program_trust_check(tmp_path):
+def test_own_hook_programs_are_trusted_by_identity(tmp_path):
+    """host.own_hooks: sandbox-nethook beside the interpreter, resolved, root-owned with what it runs."""
     import os
 
-    from sandbox.nethook import file_problem, hook_program
+    from sandbox.host import _Owners, own_hooks
 
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
+    root = os.geteuid() == 0
     os.chmod(tmp_path, 0o755)
+    bindir = tmp_path / "bin"
+    bindir.mkdir(mode=0o755)
     prog = bindir / "sandbox-nethook"
-    assert "cannot be used" in hook_program(str(bindir))[1]
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()  # not installed
     prog.write_text("#!/bin/sh\nexit 0\n")
     prog.chmod(0o755)
-    path, problem = hook_program(str(bindir))
-    if "lies in" in problem:  # pytest's own tmp directories: not this test's business
-        pytest.skip(problem)
-    assert (path, problem) == (str(prog), "")
+    assert own_hooks(_Owners(), str(bindir)) == (frozenset({str(prog)}) if root else frozenset())
+    if not root:
+        return  # the rest needs files owned by someone else than root
     link_dir = tmp_path / "elsewhere"
-    link_dir.mkdir()
+    link_dir.mkdir(mode=0o755)
     (link_dir / "sandbox-nethook").symlink_to(prog)
-    assert hook_program(str(link_dir)) == (str(prog), "")  # resolved
+    assert own_hooks(_Owners(), str(link_dir)) == frozenset({str(prog)})  # resolved
     prog.chmod(0o775)
-    assert "writable by group or others" in hook_program(str(bindir))[1]
-    prog.chmod(0o644)
-    assert "not an executable file" in file_problem(str(prog), "x")
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
     prog.chmod(0o755)
     bindir.chmod(0o777)
-    assert "which group or others may write" in hook_program(str(bindir))[1]
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
     bindir.chmod(0o755)
-    if os.geteuid() == 0:
-        os.chown(prog, 1000, 1000)
-        assert "not owned by root" in hook_program(str(bindir))[1]
+    python = bindir / "python3"  # what the hook hands its work to must be root's too
+    python.write_text("")
+    python.chmod(0o755)
+    os.chown(python, 1000, 1000)
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
+    python.unlink()
+    shell = tmp_path / "sh"  # and the interpreter of its #! line
+    shell.write_text("")
+    shell.chmod(0o777)
+    prog.write_text(f"#!{shell}\nexit 0\n")
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
+    prog.write_text("#!\n")
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
+    prog.write_text("#!/bin/sh\nexit 0\n")
+    os.chown(prog, 1000, 1000)
+    assert own_hooks(_Owners(), str(bindir)) == frozenset()
 
 
 def test_hook_refuses_what_sandbox_did_not_write(tmp_path):

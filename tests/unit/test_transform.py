@@ -5,17 +5,19 @@ import os
 import pytest
 
 from sandbox import loader
-from sandbox.hostfacts import HostFacts
+from sandbox.hostfacts import Executable, HostFacts
 from sandbox.transform import apply
 from sandbox.transform.seccomp import intersect
-from tests.conftest import FIXTURES, OCI
+from tests.conftest import FIXTURES, OCI, nethook_facts
 
 DOCKER_CID = "4d2f" * 16
-NETHOOK = "/usr/lib/sandbox/bin/sandbox-nethook"  # as if probed and trusted
+DOCKERD = Executable(real="/usr/sbin/dockerd", trusted_chain=True, pid=1234, process_uid=0)
+_OWN = nethook_facts()
 DOCKER_FACTS = HostFacts(
-    realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
+    realpaths={"/proc/1234/exe": "/usr/sbin/dockerd", **_OWN["realpaths"]},
+    executables={"/proc/1234/exe": DOCKERD, **_OWN["executables"]},
     host_namespaces={f"/var/run/docker/netns/{DOCKER_CID[:12]}": False},
-    network_hook=NETHOOK,
+    own_hooks=_OWN["own_hooks"],
 )
 
 
@@ -233,7 +235,7 @@ def test_forbidden_bind_sources_under_baseline(source, real, refused):
     cfg = docker()
     cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind"]})
     facts = HostFacts(realpaths={**DOCKER_FACTS.realpaths, **({source: real} if real else {})},
-                      host_namespaces=DOCKER_FACTS.host_namespaces)
+                      executables=DOCKER_FACTS.executables, host_namespaces=DOCKER_FACTS.host_namespaces)
     out = apply(prof("baseline"), cfg, facts)
     got = [d for d in out.refusals if d.control == "mounts"]
     assert bool(got) == refused, [d.reason for d in out.decisions if d.control == "mounts"]
@@ -244,7 +246,7 @@ def test_forbidden_bind_sources_under_baseline(source, real, refused):
 def test_unresolved_var_run_alias_is_still_caught():
     cfg = docker()
     cfg["mounts"].append({"destination": "/sock", "type": "bind", "source": "/var/run/docker.sock"})
-    out = apply(prof("baseline"), cfg, HostFacts(realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
+    out = apply(prof("baseline"), cfg, HostFacts(executables=DOCKER_FACTS.executables,
                                                  host_namespaces=DOCKER_FACTS.host_namespaces))
     assert out.refused
 
@@ -335,7 +337,7 @@ def test_apparmor_skipped_where_unsupported(tmp_path):
     p = custom(tmp_path, "apparmor: sandbox-default\n")
     out = apply(p, docker(), DOCKER_FACTS)
     assert any(d.control == "apparmor" and d.action == "warn" for d in out.decisions)
-    out = apply(p, docker(), HostFacts(apparmor=True, realpaths=DOCKER_FACTS.realpaths,
+    out = apply(p, docker(), HostFacts(apparmor=True, executables=DOCKER_FACTS.executables,
                                        host_namespaces=DOCKER_FACTS.host_namespaces))
     assert out.config["process"]["apparmorProfile"] == "sandbox-default"
 
