@@ -21,6 +21,7 @@ from tests.e2e.cri.harness import HANDLER, CriEngine, tools_missing
 from tests.e2e.daemons import Containerd, Dockerd, logging_runtime, oci_image_tar, rootfs_tar_bytes
 from tests.e2e.engines import (
     ANNOTATION,
+    PODMAN_ULIMITS,
     audit_records,
     operator_config,
     require_tool,
@@ -33,7 +34,6 @@ from tests.e2e.network.netlab import NetLab, expect_filtered, lab_profile, probe
 
 pytestmark = pytest.mark.e2e
 
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 
 
 def _recorded_ruleset(audit, cid=None):
@@ -55,7 +55,7 @@ def test_podman_joins_a_test_made_namespace_and_gets_the_rules(e2e, lab, net_roo
         ctr = lab.netns()
         lab.connect(ctr)
         res = subprocess.run(["podman", "--runtime", runtime, "run", "--rm", "--network", f"ns:{ctr}",
-                              "--annotation", f"{ANNOTATION}={profile}", "--user", "1000:1000", *ULIMITS,
+                              "--annotation", f"{ANNOTATION}={profile}", "--user", "1000:1000", *PODMAN_ULIMITS,
                               "--rootfs", net_rootfs, "sh", "-c", probe_script(lab)],
                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     finally:
