@@ -261,9 +261,11 @@ def _untracked_loopback() -> list[tuple[str, str, int, str, list[list[dict[str, 
     state, so connection tracking (which the rules switch on for the namespace) is skipped for it:
     on lo, tracking every segment cost a TCP stream 6-12 % of its throughput.  Traffic to or from
     Docker's embedded DNS, which Docker NATs, and to the container's own addresses stays tracked.
-    One rule per hook and family: each rule met costs every loopback packet."""
+    One rule per family: each rule met costs every loopback packet.  Output only: a loopback packet
+    leaves through output in this same namespace, marked untracked there, and arrives untracked (a
+    raw prerouting chain would only add a hook to every packet received, veth's included)."""
     out = []
-    for name, hook, key in (("raw_output", "output", "oif"), ("raw_prerouting", "prerouting", "iif")):
+    for name, hook, key in (("raw_output", "output", "oif"),):
         lo = _match({"meta": {"key": key}}, "lo")
         loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
         v4 = [lo, _match({"payload": {"protocol": "ip", "field": "daddr"}}, loopback),

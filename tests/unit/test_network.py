@@ -150,7 +150,7 @@ def test_strict_allows_dns_to_the_resolvers_only_and_denies_the_rest():
     out = text.split("chain output")[1].split("chain input")[0]
     assert out.index("oif \"lo\" accept") < out.index("ct state established,related accept") < out.index("udp dport 53")
     assert out.rstrip().endswith("counter drop\n\t}")
-    assert r.rules == (3 + 4 + 2 + 1) + 4 + 2 * 2 and len(r.sha256) == 64
+    assert r.rules == (3 + 4 + 2 + 1) + 4 + 2 and len(r.sha256) == 64
     assert r.sha256 == netrules.digest(json.loads(json.dumps(r.document)))
 
 
@@ -161,7 +161,7 @@ def test_loopback_between_loopback_addresses_is_not_tracked_but_dockers_dns_is()
     assert "type filter hook output priority raw; policy accept;" in raw
     assert 'oif "lo" ip daddr 127.0.0.0/8 ip daddr != 127.0.0.11 ip saddr != 127.0.0.11 notrack' in raw
     assert 'oif "lo" ip6 daddr ::1 notrack' in raw
-    assert 'iif "lo" ip6 daddr ::1 notrack' in text.split("hook prerouting priority raw")[1]
+    assert "prerouting" not in text  # marked at output, lo traffic arrives untracked: no hook on every packet in
 
 
 def test_restricted_only_denies_and_keeps_policy_accept():
