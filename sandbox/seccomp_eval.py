@@ -105,3 +105,10 @@ def evaluate_section(section: Mapping[str, object] | None, syscall: str,
 
     default, table = bundle_filter(dict(section))
     return evaluate(default, table, syscall, args)
+
+
+def section_table(section: Mapping[str, object]) -> tuple[Rule, dict[str, list[Rule]]]:
+    """(default rule, per-syscall rules) of an OCI `linux.seccomp` section, to evaluate many calls with `evaluate`."""
+    from .transform.seccomp import bundle_filter
+
+    return bundle_filter(dict(section))
