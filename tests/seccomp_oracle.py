@@ -156,3 +156,35 @@ def expected_outcome(ret):
     if name == "SCMP_ACT_TRAP":
         return ("trap", None)
     return ("kill", None)
+
+
+def install_filter(raw):
+    """Install `raw` on the calling process (after no_new_privs); it stays for everything it execs."""
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    prog = _Fprog(len(raw) // 8, ctypes.addressof(buf))
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if _libc.syscall(ctypes.c_long(SYS_SECCOMP), ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(0),
+                     ctypes.byref(prog)) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
+def compile_filter(default, rules, errno_ret=1):
+    """libseccomp's filter (x86_64, i386, x32) with `default` and {syscall name: action}, as raw bytes."""
+    import tempfile
+
+    import pyseccomp
+
+    def act(name):
+        return {"SCMP_ACT_ALLOW": pyseccomp.ALLOW, "SCMP_ACT_ERRNO": pyseccomp.ERRNO(errno_ret),
+                "SCMP_ACT_KILL_PROCESS": pyseccomp.KILL_PROCESS}[name]
+
+    f = pyseccomp.SyscallFilter(act(default))
+    f.add_arch(pyseccomp.Arch.X86)
+    f.add_arch(pyseccomp.Arch.X32)
+    for name, action in rules.items():
+        f.add_rule(act(action), name)
+    with tempfile.TemporaryFile() as t:
+        f.export_bpf(t)
+        t.seek(0)
+        return t.read()
