@@ -28,7 +28,7 @@ from .errors import AuditError, AuditIntegrityError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 
@@ -289,7 +289,8 @@ class AuditLog:
     """Appends chained records to one JSON Lines file, safely across processes."""
 
     def __init__(self, path: str, *, hmac_key_file: str | None = None, on_failure: str = "fail",
-                 max_bytes: int | None = None, keep: int = 5, create_dir: bool = False) -> None:
+                 max_bytes: int | None = None, keep: int = 5, create_dir: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
         if on_failure not in ("fail", "warn"):
             raise ValueError("on_failure must be 'fail' or 'warn'")
         if keep < 1:
@@ -299,6 +300,7 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self.create_dir = create_dir
+        self.warn = warn  # where an on_failure=warn warning goes (default: stderr)
         self.key = load_key(hmac_key_file) if hmac_key_file else None  # misconfiguration: always fatal
         self.host = os.uname().nodename
 
@@ -313,9 +315,13 @@ class AuditLog:
         except AuditError as e:
             if self.on_failure != "warn":
                 raise
-            import sys
+            msg = f"{e}; continuing without audit (on_audit_failure: warn)"
+            if self.warn is not None:
+                self.warn(msg)
+            else:
+                import sys
 
-            sys.stderr.write(f"sandbox: warning: {e}; continuing without audit (on_audit_failure: warn)\n")
+                sys.stderr.write(f"sandbox: warning: {msg}\n")
             return []
 
     def seal(self) -> dict[str, Any]:

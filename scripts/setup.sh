@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(runc busybox-static libseccomp2 libseccomp-dev libcap-dev gcc libc6-dev python3-venv python3-dev
-      podman containerd docker.io umoci skopeo uidmap iproute2 golang-github-opencontainers-specs-dev)
+      podman containerd docker.io containernetworking-plugins umoci skopeo uidmap iproute2
+      golang-github-opencontainers-specs-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

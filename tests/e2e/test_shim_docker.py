@@ -10,6 +10,7 @@ with `docker import`.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -210,6 +211,25 @@ def test_forbidden_bind_mount_refused_with_reason_shown_by_docker(docker, tmp_pa
     cid = cidfile.read_text().strip()
     assert [r["event"] for r in docker.records(cid)][-1] == "refused"
     assert cid[:12] not in docker.docker("ps", "-aq").stdout.split()
+
+
+def test_a_privileged_container_is_refused_with_one_concise_reason(docker, tmp_path):
+    """`docker run --privileged` under restricted: every host device and root.  Docker's error says
+    what and how many in one clause (issue 12: it was one clause per device), the record is there."""
+    cidfile = tmp_path / "cid"
+    res = docker.docker("run", "--rm", "--runtime", "sandbox-restricted", "--privileged", "--network", "none",
+                        "--cidfile", str(cidfile), IMAGE, "true")
+    assert res.returncode == 125
+    reason = res.stderr.split("OCI runtime create failed: ", 1)[-1]
+    assert re.match(r"refused by sandbox profile restricted-here: privileged container: \d+ host devices outside "
+                    r"the profile's device allow-list \(/dev/", reason[:200]), res.stderr
+    assert "uid 0" in reason and reason.count("/dev/") <= 3 and "see sandbox check" in reason
+    cid = cidfile.read_text().strip()
+    last = docker.records(cid)[-1]
+    assert last["event"] == "refused" and last["data"]["reason"] in res.stderr
+    devices = [r for r in docker.records(cid) if r["event"] == "decision" and r["decision"]["control"] == "devices"
+               and r["decision"]["action"] == "refuse"]
+    assert len(devices) > 3 and f"{len(devices)} host devices" in reason  # every one recorded, counted once
 
 
 def test_restricted_profile_holds_docker_exec_and_refuses_a_root_one(docker):
