@@ -289,7 +289,7 @@ class AuditIndex:
     path: str
     files: list[str] = field(default_factory=list)
     by_container: dict[str, list[AuditEntry]] = field(default_factory=dict)
-    chain_ok: bool = False
+    state: str = "ok"  # ok | missing (no log yet) | broken (the hash chain) | unreadable
     records: int = 0
     problem: str = ""  # why the log (or part of it) is not trusted
 
@@ -303,19 +303,19 @@ def index_audit_log(path: str, *, key_file: str | None = None) -> AuditIndex:
 
     idx = AuditIndex(path, audit.rotated_set(path))
     if not idx.files:
-        idx.problem = f"{path} does not exist"
+        idx.state, idx.problem = "missing", f"{path} does not exist"
         return idx
     key = None
     if key_file:
         try:
             key = audit.load_key(key_file)
         except SandboxError as e:
-            idx.problem = f"the audit log's key cannot be read: {e}"
+            idx.state, idx.problem = "unreadable", f"the audit log's key cannot be read: {e}"
             return idx
     result = audit.verify_files(idx.files, key=key)
-    idx.chain_ok = result.ok
     last_good = result.last_seq
     if not result.ok:
+        idx.state = "broken"
         where = f"{result.file}:{result.first_bad_line}" if result.first_bad_line else (result.file or path)
         idx.problem = f"the audit log's hash chain is broken at {where} ({result.reason}); later records not trusted"
     try:
@@ -335,5 +335,5 @@ def index_audit_log(path: str, *, key_file: str | None = None) -> AuditIndex:
                                code if isinstance(code, int) else None)
             idx.by_container.setdefault(str(rec.get("container_id", "")), []).append(entry)
     except SandboxError as e:
-        idx.problem = idx.problem or str(e)
+        idx.state, idx.problem = "unreadable", idx.problem or str(e)
     return idx

@@ -154,8 +154,7 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
         rows.append(_row(plan, host, filters, collect, process_start))
     timing["checks"] = _timer() - t
     timing["total"] = _timer() - t0
-    return NodeReport(rows, index.path, index.chain_ok and not index.problem, index.problem, timing,
-                      [r.path for r in root_list])
+    return NodeReport(rows, index.path, index.state, index.problem, timing, [r.path for r in root_list])
 
 
 def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any], read_config: Any,

@@ -158,14 +158,15 @@ def classify(status: str, prov: Provenance, checks: Sequence[Check], error: str 
 class NodeReport:
     rows: list[Row]
     audit_log: str
-    audit_ok: bool
+    audit_state: str  # ok | missing | broken | unreadable (see discover.AuditIndex)
     audit_problem: str = ""
     timing: Mapping[str, float] = field(default_factory=dict)  # seconds: total, ptrace, seccomp, ...
     roots: Sequence[str] = ()
 
     @property
     def failing(self) -> bool:
-        return bool(not self.audit_ok or any(r.state in FAILING for r in self.rows))
+        """A failing container, or an audit log that cannot be trusted (a missing one is only noted)."""
+        return self.audit_state in ("broken", "unreadable") or any(r.state in FAILING for r in self.rows)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -192,14 +193,14 @@ def format_table(report: NodeReport) -> str:
     counts = report.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     out.append(f"{len(report.rows)} containers: {summary or 'none found'}")
-    if not report.audit_ok:
+    if report.audit_problem:
         out.append(f"audit log {report.audit_log}: {report.audit_problem}")
     return "\n".join(out)
 
 
 def to_json(report: NodeReport) -> dict[str, Any]:
     return {"passed": not report.failing, "summary": report.counts(),
-            "audit_log": {"path": report.audit_log, "chain_ok": report.audit_ok, "problem": report.audit_problem},
+            "audit_log": {"path": report.audit_log, "state": report.audit_state, "problem": report.audit_problem},
             "roots": list(report.roots), "timing_seconds": dict(report.timing),
             "containers": [r.to_dict() for r in report.rows]}
 
@@ -238,9 +239,9 @@ def format_prometheus(report: NodeReport, now: float) -> str:
             out.append("sandbox_verify_control_failed" + _labels(
                 container=r.id, engine=r.engine, namespace=r.namespace, profile=r.profile or "none", state=r.state,
                 control=control) + " 1")
-    out += ["# HELP sandbox_verify_audit_log_ok Whether the audit log's hash chain verified.",
+    out += ["# HELP sandbox_verify_audit_log_ok Whether the audit log exists and its hash chain verified.",
             "# TYPE sandbox_verify_audit_log_ok gauge",
-            f"sandbox_verify_audit_log_ok {int(report.audit_ok)}",
+            f"sandbox_verify_audit_log_ok {int(report.audit_state == 'ok')}",
             "# HELP sandbox_verify_ok 1 when every container on the node is hardened (or stopped).",
             "# TYPE sandbox_verify_ok gauge",
             f"sandbox_verify_ok {int(not report.failing)}",
