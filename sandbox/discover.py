@@ -179,6 +179,17 @@ def _containerd_roots(ns_dirs: Iterable[str], why: str) -> list[Root]:
     return out
 
 
+def given_root(path: str) -> Root:
+    """A root named on the command line, attributed by its layout (for the report only)."""
+    parent = os.path.basename(os.path.dirname(os.path.normpath(path)))
+    ns = os.path.basename(os.path.normpath(path))
+    if parent.startswith("runtime-"):
+        return Root(path, "docker", ns, "given with --root")
+    if "containerd" in parent or os.path.dirname(os.path.normpath(path)) == CONTAINERD_RUNC_ROOT:
+        return Root(path, "docker" if ns == "moby" else "containerd", ns, "given with --root")
+    return Root(path, "runc", "", "given with --root")
+
+
 def find_roots(extra: Iterable[str] = (), *, procs: _Procs | None = None) -> tuple[list[Root], dict[str, Any]]:
     """Every runc root on the node (deduplicated), and the engine facts found on the way."""
     procs = procs if procs is not None else _engine_processes()

@@ -447,7 +447,8 @@ def _join(base: str, path: str) -> str:
     return os.path.join(base, path.lstrip("/")) if path.strip("/") else base
 
 
-def _self_cgroup_mounts(proc: str) -> tuple[MountEntry, ...]:
+def self_cgroup_mounts(proc: str = "/proc") -> tuple[MountEntry, ...]:
+    """The cgroup mounts this process sees (read once by a caller that reads many containers' limits)."""
     try:
         with open(os.path.join(proc, "self", "mountinfo"), encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
@@ -538,7 +539,8 @@ def _number(path: str, text: str) -> int:
         raise InspectError(f"{path}: not a number: {text!r}") from None
 
 
-def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> CgroupLimits:
+def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup",
+                       self_mounts: tuple[MountEntry, ...] | None = None) -> CgroupLimits:
     """Memory, pids and CPU limits of the cgroups process `pid` is in (None = unlimited).
 
     A controller whose files cannot be found is listed in `unavailable` with the reason,
@@ -550,7 +552,7 @@ def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sy
         entries = parse_cgroup_file(_read(pid, os.path.join(base, "cgroup")))
     except ValueError as e:
         raise InspectError(f"process {pid}: {e}") from None
-    mounts = _self_cgroup_mounts(proc)
+    mounts = self_mounts if self_mounts is not None else self_cgroup_mounts(proc)
     values: dict[str, int | None] = {}
     versions: dict[str, str] = {}
     paths: dict[str, str] = {}

@@ -32,6 +32,7 @@ class Host:
         self.absent_abis = inspect.absent_abis(self.machine)
         self.namespaces = inspect.host_namespaces()
         self.cap_last_cap = inspect.read_cap_last_cap()
+        self.cgroup_mounts = inspect.self_cgroup_mounts()
         self._table: Any = None
 
     @property
@@ -55,7 +56,7 @@ def collect(pid: int, expected: Expected, host: Host, filters: Mapping[int, Any]
     from . import inspect
 
     state = inspect.read_process(pid)
-    limits = inspect.read_cgroup_limits(pid)
+    limits = inspect.read_cgroup_limits(pid, self_mounts=host.cgroup_mounts)
     absent = inspect.absent_paths(pid, (*expected.masked_paths, *expected.readonly_paths))
     joined: dict[str, int] = {}
     for path in expected.namespaces.values():
@@ -120,7 +121,7 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
     op = load_operator_config()
     procs = discover._engine_processes()
     if roots:
-        root_list = [discover.Root(r, "runc", "", "given with --root") for r in roots]
+        root_list = [discover.given_root(r) for r in roots]
         conmon = procs.conmon
     else:
         root_list, facts = discover.find_roots(procs=procs)

@@ -184,12 +184,18 @@ def run(program: Sequence[Insn], words: Sequence[int]) -> int:
 
     `program` must have passed `check` (as every installed filter has).
     """
+    return run_counted(program, words)[0]
+
+
+def run_counted(program: Sequence[Insn], words: Sequence[int]) -> tuple[int, int]:
+    """`run`, and how many instructions the program executed to its verdict (what the call pays)."""
     a = x = 0
     mem = [0] * MEMWORDS
-    pc = 0
+    pc = steps = 0
     while True:
         code, jt, jf, k = program[pc]
         pc += 1
+        steps += 1
         cls = code & 0x07
         if cls == JMP:
             op = code & 0xF0
@@ -210,11 +216,11 @@ def run(program: Sequence[Insn], words: Sequence[int]) -> int:
             mode = code & 0xE0
             a = words[k >> 2] if mode == ABS else k if mode == IMM else mem[k] if mode == MEM else DATA_SIZE
         elif cls == RET:
-            return (a if code & RET_A else k) & M32
+            return (a if code & RET_A else k) & M32, steps
         elif cls == ALU:
             r = alu(code, a, x if code & X else k)
             if r is None:
-                return RET_KILL_THREAD
+                return RET_KILL_THREAD, steps
             a = r
         elif cls == LDX:
             mode = code & 0xE0

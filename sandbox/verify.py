@@ -16,6 +16,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .tables import CAPABILITIES, CAPABILITY_NUMBERS, CAPABILITY_SETS
@@ -85,7 +86,14 @@ class ProcState:
 
     def mount_at(self, path: str) -> MountEntry | None:
         """The mount visible at `path` (the top of the stack when several are mounted there), or None."""
-        return top_mount(self.mounts, path)
+        return top_mount(self._mounts_by_point.get(_norm(path), ()), path)
+
+    @cached_property
+    def _mounts_by_point(self) -> dict[str, list[MountEntry]]:
+        by: dict[str, list[MountEntry]] = {}
+        for m in self.mounts:
+            by.setdefault(_norm(m.mount_point), []).append(m)
+        return by
 
 
 @dataclass(frozen=True)
