@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import SandboxError
@@ -268,7 +268,7 @@ def find_containers(roots: Iterable[Root], conmon: dict[str, Any] | None = None)
                 continue
             found = read_container(root, cid)
             if conmon and cid in conmon and found.engine == "runc":
-                found = Found(**{**found.__dict__, "engine": "podman"})
+                found = replace(found, engine="podman")
             out.setdefault(found.key, found)
     return sorted(out.values(), key=lambda f: (f.engine, f.root.namespace, f.id))
 
