@@ -414,6 +414,14 @@ class ProcessTable:
         except OSError:
             return None
 
+    def parent(self, pid: int) -> int:
+        """The parent pid (0 when unknown or gone)."""
+        fields = _stat_fields(pid, self.proc)
+        try:
+            return int(fields[1][1]) if fields and len(fields[1]) > 1 else 0
+        except ValueError:
+            return 0
+
     def name(self, pid: int) -> str:
         if pid not in self.comm:
             fields = _stat_fields(pid, self.proc)

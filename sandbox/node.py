@@ -153,6 +153,8 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
     rows = []
     for plan in plans:
         rows.append(_row(plan, host, filters, collect, process_start))
+    if not roots:
+        rows += _unaccounted(host.table, [p.found.pid for p in plans if p.found.pid])
     timing["checks"] = _timer() - t
     timing["total"] = _timer() - t0
     return NodeReport(rows, index.path, index.state, index.problem, timing, [r.path for r in root_list])
@@ -202,6 +204,38 @@ def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any]
                              f"the profile refuses this container's config, so it cannot comply: {msg}")
     else:
         plan.expected_config = outcome.config
+
+
+def _unaccounted(table: Any, container_pids: Sequence[int]) -> list[Row]:
+    """Process trees in pid namespaces of their own that no container found accounts for.
+
+    A container whose runtime state sandbox did not find (a runc `--root` it does not know,
+    another runtime) still shows as a pid namespace of its own; one nested inside a found
+    container (its process started it) is that container's business.
+    """
+    known = {table.pidns[p] for p in container_pids if p in table.pidns}
+    groups: dict[int, list[int]] = {}
+    for pid, ns in table.pidns.items():
+        if ns != table.host_pidns and ns not in known:
+            groups.setdefault(ns, []).append(pid)
+    rows = []
+    for ns, pids in sorted(groups.items()):
+        init = min(pids)
+        ancestor, nested = table.parent(init), False
+        for _ in range(64):
+            if ancestor <= 1:
+                break
+            if table.pidns.get(ancestor) in known:
+                nested = True
+                break
+            ancestor = table.parent(ancestor)
+        if nested:
+            continue
+        rows.append(Row(f"pidns:{ns}", "unknown", "", "", "", init, "running", "bypass", "",
+                        f"{len(pids)} process(es) in a pid namespace of their own (pid {init}: {table.name(init)}) "
+                        "that no runc root sandbox found accounts for: not started through sandbox as far as it "
+                        "can tell (a runc --root or a runtime it does not know)"))
+    return rows
 
 
 def _to_check(plan: _Plan) -> bool:

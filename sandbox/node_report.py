@@ -175,12 +175,17 @@ class NodeReport:
         return out
 
 
+def _short(cid: str) -> str:
+    """A 64-hex engine id as its first 12 characters (as docker and podman show it), others whole."""
+    return cid[:12] if len(cid) == 64 and all(c in "0123456789abcdef" for c in cid) else cid
+
+
 def format_table(report: NodeReport) -> str:
     headers = ("CONTAINER", "ENGINE", "NAMESPACE", "PID", "STATUS", "STATE", "PROFILE", "DETAIL")
     lines = []
     for r in report.rows:
         detail = ", ".join(r.failing_controls) if r.state == "drifted" else r.reason if r.state != "hardened" else ""
-        lines.append((r.id[:12], r.engine, r.namespace or "-", str(r.pid or "-"), r.status, r.state.upper(),
+        lines.append((_short(r.id), r.engine, r.namespace or "-", str(r.pid or "-"), r.status, r.state.upper(),
                       r.profile or "-", detail))
     widths = [max([len(h)] + [len(x[i]) for x in lines]) for i, h in enumerate(headers[:-1])]
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[-1]]
@@ -188,7 +193,7 @@ def format_table(report: NodeReport) -> str:
         out.append("  ".join(v.ljust(w) for v, w in zip(x, widths)) + "  " + x[-1])
     for r in report.rows:
         if r.state == "drifted":
-            out.append(f"{r.id[:12]}:")
+            out.append(f"{_short(r.id)}:")
             out += [f"  FAIL {c.control}: {c.detail}" for c in failed(r.checks)]
     counts = report.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

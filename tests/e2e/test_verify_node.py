@@ -342,3 +342,15 @@ def test_attaching_again_and_again_loses_no_signal_and_stops_only_briefly(node):
                 pytest.fail(f"signal {i} was lost")
             time.sleep(0.01)
     assert max(stops) < 50_000_000  # microseconds as a rule; 50 ms even on a loaded 2-core machine
+
+
+def test_a_container_in_a_root_sandbox_does_not_know_is_still_reported(node):
+    """Found by its pid namespace: not started through sandbox as far as sandbox can tell."""
+    cid = through_sandbox(node, "baseline")  # hardened, but in a private root that discovery cannot know
+    pid = node.state(cid)["pid"]
+    res = verify(node, "--all", "--audit-log", node.audit, "--format", "json")
+    assert res.returncode == 1, res.stderr
+    rows = {c["pid"]: c for c in json.loads(res.stdout)["containers"]}
+    ns = os.readlink(f"/proc/{pid}/ns/pid").split("[")[1].rstrip("]")
+    assert rows[pid]["id"] == f"pidns:{ns}" and rows[pid]["engine"] == "unknown" and rows[pid]["state"] == "bypass"
+    assert "no runc root sandbox found accounts for" in rows[pid]["reason"]
