@@ -291,16 +291,28 @@ def _read_tmp(pid, name):
         return None
 
 
+def _wait_tmp(pid, value, timeout=5.0):
+    """Whether the workload's /tmp/n says `value` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while _read_tmp(pid, "n") != value:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def trap_container(node, trap, tag):
+    """A plain-runc container whose shell runs `trap` and waits; its init pid once it is ready."""
+    cid = plain_runc(node, _with_tmp(hardened(node), TRAP_SCRIPT.format(trap=trap)), tag)
+    pid = node.state(cid)["pid"]
+    assert _wait_tmp(pid, "0")
+    return pid
+
+
 def test_a_signal_arriving_while_attached_is_handed_back_on_detach(node):
     from sandbox import ptrace
 
-    script = TRAP_SCRIPT.format(trap="trap 'echo got > /tmp/n' TERM")
-    cid = plain_runc(node, _with_tmp(hardened(node), script), "term")
-    pid = node.state(cid)["pid"]
-    for _ in range(100):
-        if _read_tmp(pid, "n") == "0":
-            break
-        time.sleep(0.05)
+    pid = trap_container(node, "trap 'echo got > /tmp/n' TERM", "term")
     sent = []
 
     class SignalInTheMiddle(ptrace._Libc):
@@ -313,34 +325,21 @@ def test_a_signal_arriving_while_attached_is_handed_back_on_detach(node):
 
     got = ptrace._read_one(SignalInTheMiddle(), pid)
     assert sent == [pid] and got.programs and len(got.programs) == 1, got.error
-    for _ in range(100):
-        if _read_tmp(pid, "n") == "got":
-            break
-        time.sleep(0.05)
-    assert _read_tmp(pid, "n") == "got"  # the workload's handler ran: the signal was not swallowed
+    assert _wait_tmp(pid, "got")  # the workload's handler ran: the signal was not swallowed
 
 
 def test_attaching_again_and_again_loses_no_signal_and_stops_only_briefly(node):
     from sandbox.ptrace import read_filters
 
-    script = TRAP_SCRIPT.format(trap="i=0; trap 'i=$((i+1)); echo $i > /tmp/n' USR1")
-    cid = plain_runc(node, _with_tmp(hardened(node), script), "count")
-    pid = node.state(cid)["pid"]
-    for _ in range(100):
-        if _read_tmp(pid, "n") == "0":
-            break
-        time.sleep(0.05)
+    pid = trap_container(node, "i=0; trap 'i=$((i+1)); echo $i > /tmp/n' USR1", "count")
     stops = []
     for i in range(1, 31):
         os.kill(pid, signal.SIGUSR1)
         got = read_filters([pid])[pid]
         assert got.programs, got.error
         stops.append(got.stopped_ns)
-        deadline = time.monotonic() + 5
-        while _read_tmp(pid, "n") != str(i):
-            if time.monotonic() > deadline:
-                pytest.fail(f"signal {i} was lost")
-            time.sleep(0.01)
+        if not _wait_tmp(pid, str(i)):
+            pytest.fail(f"signal {i} was lost")
     assert max(stops) < 50_000_000  # microseconds as a rule; 50 ms even on a loaded 2-core machine
 
 
