@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import InspectError, PolicyRefusal, SandboxError
+from .errors import InspectError, SandboxError
 from .node_report import NodeReport, Row, classify, provenance
 from .verify import Check, Evidence, Expected, OtherProcess, SeccompFilters, check_all, expected_from_config
 
@@ -110,11 +110,8 @@ class _Plan:
 def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> NodeReport:
     """Check every container on this node (or only those in `roots`)."""
     from . import discover
-    from .bundle import read_config
-    from .inspect import process_start
     from .opconfig import load_operator_config
     from .ptrace import read_filters
-    from .shim import APPLIED_ANNOTATION_SUFFIX
 
     timing: dict[str, float] = {}
     t0 = t = _timer()
@@ -135,7 +132,7 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
     plans = [_Plan(f) for f in found]
     profiles: dict[str, Any] = {}
     for plan in plans:
-        _plan_expectation(plan, op, index, profiles, read_config, APPLIED_ANNOTATION_SUFFIX)
+        _plan_expectation(plan, op, index, profiles)
     timing["profiles"], t = _timer() - t, _timer()
 
     host = Host()
@@ -152,7 +149,7 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
 
     rows = []
     for plan in plans:
-        rows.append(_row(plan, host, filters, collect, process_start))
+        rows.append(_row(plan, host, filters))
     if not roots:
         rows += _unaccounted(host.table, [p.found.pid for p in plans if p.found.pid])
     timing["checks"] = _timer() - t
@@ -160,8 +157,11 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
     return NodeReport(rows, index.path, index.state, index.problem, timing, [r.path for r in root_list])
 
 
-def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any], read_config: Any,
-                      suffix: str) -> None:
+def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any]) -> None:
+    """Provenance and what the profile demands of one container (from its config.json and the audit index)."""
+    from .bundle import read_config
+    from .shim import APPLIED_ANNOTATION_SUFFIX
+
     f = plan.found
     if plan.error:
         return
@@ -172,8 +172,8 @@ def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any]
         return
     raw = plan.config.get("annotations")
     annotations: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    plan.prov = provenance(annotations.get(op.annotation_key + suffix), index.entries(f.id), f.bundle, f.created,
-                           index.path, index.problem)
+    applied = annotations.get(op.annotation_key + APPLIED_ANNOTATION_SUFFIX)
+    plan.prov = provenance(applied, index.entries(f.id), f.bundle, f.created, index.path, index.problem)
     if plan.prov.through_sandbox:
         ref = plan.prov.profile
     else:
@@ -242,7 +242,10 @@ def _to_check(plan: _Plan) -> bool:
     return (not plan.error and plan.found.status in ("running", "created") and plan.expected_config is not None)
 
 
-def _row(plan: _Plan, host: Any, filters: Any, collect: Any, process_start: Any) -> Row:
+def _row(plan: _Plan, host: Host, filters: Mapping[int, Any]) -> Row:
+    """Read the container's kernel state, judge it, classify it."""
+    from .inspect import process_start
+
     f = plan.found
     checks: list[Check] = [plan.refusal] if plan.refusal else []
     error = plan.error
@@ -253,7 +256,7 @@ def _row(plan: _Plan, host: Any, filters: Any, collect: Any, process_start: Any)
         try:
             ev = collect(f.pid, expected_from_config(plan.expected_config), host, filters, plan.members)
             checks = check_all(ev)
-        except (SandboxError, PolicyRefusal) as e:
+        except SandboxError as e:
             error = f"cannot read its kernel state: {e}"
         if not error and process_start(f.pid) != start:
             error = "it exited while being read"

@@ -10,9 +10,9 @@ Not disturbing the workload:
 - a task that already has a tracer (TracerPid) is refused, not attached;
 - a signal that arrives while attached is reported to us as a signal-delivery-stop; it is handed
   back to the task on detach, so none is lost;
-- the attaching is done by a forked helper process.  If anything goes wrong (an exception, a
-  task that does not stop in time, Ctrl-C), the helper dies, and the kernel detaches a dead
-  tracer's tracees itself and lets them run: no task is ever left stopped.
+- the attaching is done by a helper process (a fresh interpreter, `serve`).  If anything goes
+  wrong (an exception, a task that does not stop in time, Ctrl-C), the helper dies, and the
+  kernel detaches a dead tracer's tracees itself and lets them run: no task is ever left stopped.
 - a task blocked in epoll_wait(2) (or reading inotify) returns EINTR when it is stopped, as under
   `strace -p` or a debugger's attach; every other call is restarted transparently.
 
@@ -27,6 +27,8 @@ import os
 import select
 import signal
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,9 +159,12 @@ def _stop_and_copy(libc: _Libc, tid: int, inject: list[int]) -> tuple[bytes, ...
         copies.append(ctypes.string_at(addr, n * 8))
 
 
-def _helper(tids: list[int], w: int) -> None:
+def serve() -> None:
+    """The helper: task ids on stdin (one per line), results on stdout; run as a fresh interpreter."""
     for sig in _HELD:
         signal.signal(sig, signal.SIG_DFL)  # Ctrl-C ends the helper (between tasks), and the kernel detaches
+    tids = [int(line) for line in sys.stdin.buffer.read().split()]
+    out = sys.stdout.buffer
     libc = _Libc()
     for tid in tids:
         signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)  # held while the task may be stopped
@@ -169,7 +174,8 @@ def _helper(tids: list[int], w: int) -> None:
             payload, ok = res.error.encode(), 0
         else:
             payload, ok = b"".join(struct.pack("=i", len(p)) + p for p in res.programs), 1
-        os.write(w, _HEADER.pack(tid, ok, len(payload), res.stopped_ns) + payload)
+        out.write(_HEADER.pack(tid, ok, len(payload), res.stopped_ns) + payload)
+        out.flush()
 
 
 def _read_exact(r: int, n: int, deadline: float) -> bytes | str:
@@ -209,25 +215,13 @@ def read_filters(tids: Iterable[int], *, timeout: float = 2.0) -> dict[int, Filt
         return {t: Filters(t, None, why) for t in todo}
     out: dict[int, Filters] = {}
     while todo:
-        r, w = os.pipe()
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-        try:
-            pid = os.fork()
-            if pid == 0:  # the helper
-                code = 0
-                try:
-                    os.close(r)
-                    _helper(todo, w)
-                except BaseException:  # noqa: BLE001 - any failure: exit, the kernel detaches
-                    code = 1
-                os._exit(code)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        os.close(w)
+        helper = _start_helper(todo)
+        assert helper.stdout is not None
+        r = helper.stdout.fileno()
         failure = ""
         try:
             while todo:
-                head = _read_exact(r, _HEADER.size, time.monotonic() + timeout)
+                head = _read_exact(r, _HEADER.size, time.monotonic() + timeout + _START_S)
                 if isinstance(head, str):
                     failure = head
                     break
@@ -239,8 +233,7 @@ def read_filters(tids: Iterable[int], *, timeout: float = 2.0) -> dict[int, Filt
                 out[tid] = _decode(ok, tid, payload, window)
                 todo.remove(tid)
         finally:
-            os.close(r)
-            _end(pid)
+            _end(helper)
         if todo:  # the helper stopped answering on todo[0]; the others get a new helper
             stuck = todo.pop(0)
             why = (f"did not stop within {timeout:g}s (uninterruptible sleep, or a frozen cgroup)"
@@ -249,19 +242,34 @@ def read_filters(tids: Iterable[int], *, timeout: float = 2.0) -> dict[int, Filt
     return out
 
 
-def _end(pid: int) -> None:
+_START_S = 5.0  # a fresh interpreter's start, on a loaded machine
+
+
+def _start_helper(tids: list[int]) -> subprocess.Popen[bytes]:
+    """A fresh interpreter running `serve` (not a fork: this process may have threads whose locks a
+    fork would copy held), fed the task ids."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from sandbox.ptrace import serve; serve()"
+    helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+    assert helper.stdin is not None
     try:
-        os.kill(pid, signal.SIGKILL)
+        helper.stdin.write("".join(f"{t}\n" for t in tids).encode())
+        helper.stdin.close()
+    except BrokenPipeError:
+        pass  # it died at once: reported as unreadable by the reader
+    return helper
+
+
+def _end(helper: subprocess.Popen[bytes]) -> None:
+    """Kill the helper (if a task is still stopped, the kernel detaches it) and reap it."""
+    try:
+        helper.kill()
     except ProcessLookupError:
         pass
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
+    helper.wait()
+    if helper.stdout is not None:
+        helper.stdout.close()
 
 
 def read_filters_of(tid: int, *, timeout: float = 2.0) -> tuple[bytes, ...]:

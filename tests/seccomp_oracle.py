@@ -12,6 +12,10 @@ call `syscall(nr, args...)` through libc, and reports what happened:
 `expected_outcome(ret)` is what the same return value must produce, from sandbox.seccomp_bpf's
 decoding.  The programs must let the child's own housekeeping (write, exit_group, rt_sigreturn,
 memory management) through: the tests' filters only decide `nr`.
+
+The children are forked by a small server process (a fresh interpreter started on first use), not
+by the test process: a pytest process may hold threads (grpc's, from the CRI suite) whose locks
+a fork would copy held.
 """
 
 import ctypes
@@ -69,6 +73,65 @@ def _child(programs, nr, args, w):
 
 
 def kernel_outcome(programs, nr=SYS_GETPPID, args=()):
+    answer = _ask({"op": "outcome", "programs": [p.hex() for p in programs], "nr": nr, "args": list(args)})
+    return tuple(answer)
+
+
+def kernel_accepts(program):
+    """Whether seccomp(2) installs `program` (raw bytes) rather than refusing it with EINVAL."""
+    return _ask({"op": "accepts", "program": program.hex()})
+
+
+_SERVER = []
+
+
+def _ask(request):
+    import json
+    import select
+    import subprocess
+    import sys
+
+    if not _SERVER or _SERVER[0].poll() is not None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        _SERVER[:] = [subprocess.Popen([sys.executable, "-c", "from tests.seccomp_oracle import serve; serve()"],
+                                       cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE)]
+    server = _SERVER[0]
+    server.stdin.write((json.dumps(request) + "\n").encode())
+    server.stdin.flush()
+    if not select.select([server.stdout], [], [], 60)[0]:
+        server.kill()
+        raise AssertionError("the seccomp oracle did not answer within 60 s")
+    line = server.stdout.readline()
+    if not line:
+        raise AssertionError("the seccomp oracle ended")
+    answer = json.loads(line)
+    if "error" in answer:
+        raise AssertionError(answer["error"])
+    return answer["result"]
+
+
+def serve():
+    """The oracle server: one JSON request per line on stdin, one answer per line on stdout."""
+    import json
+    import sys
+
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req["op"] == "outcome":
+                result = list(_outcome([bytes.fromhex(p) for p in req["programs"]], req["nr"], req["args"]))
+            else:
+                result = _accepts(bytes.fromhex(req["program"]))
+            answer = {"result": result}
+        except AssertionError as e:
+            answer = {"error": str(e)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def _outcome(programs, nr, args):
+    import select
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -79,12 +142,17 @@ def kernel_outcome(programs, nr=SYS_GETPPID, args=()):
             os._exit(92)
     os.close(w)
     data = b""
-    while True:
-        chunk = os.read(r, 64)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
+    try:
+        while select.select([r], [], [], 10)[0]:
+            chunk = os.read(r, 64)
+            if not chunk:
+                break
+            data += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("the child hung after its filters were installed")
+    finally:
+        os.close(r)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         if os.WTERMSIG(status) == signal.SIGSYS and not data:
@@ -106,12 +174,9 @@ def kernel_outcome(programs, nr=SYS_GETPPID, args=()):
     raise AssertionError(f"getppid returned {ret}")
 
 
-def kernel_accepts(program):
-    """Whether seccomp(2) installs `program` (raw bytes) rather than refusing it with EINVAL.
-
-    An installed filter may deny the child everything (even exiting), so the child reports only a
-    refusal; silence means the filter went in, and the child is then killed.
-    """
+def _accepts(program):
+    """An installed filter may deny the child everything (even exiting), so the child reports only a
+    refusal; silence means the filter went in, and the child is then killed."""
     import select
 
     r, w = os.pipe()
