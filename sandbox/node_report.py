@@ -111,7 +111,8 @@ def provenance(annotation: str | None, entries: Sequence[Any], bundle: str, crea
                                          "mode: recorded, not enforced")
         return Provenance(False, "", "no sandbox annotation in its config.json: not started through sandbox "
                                      "(plain runc, another runtime handler, or created before sandbox was installed)")
-    name, _, digest = annotation.partition("@")
+    name, _, rest = annotation.partition("@")
+    digest = rest.split(";", 1)[0]  # `name@digest`, possibly followed by `;key=value` facts (e.g. userns=)
     created_ns = rfc3339_ns(created) if created else None
     candidates = []
     for e in mine:

@@ -182,6 +182,7 @@ class Expected:
     cpu_period: int | None = None
     seccomp_section: Mapping[str, Any] | None = None  # linux.seccomp as the config states it
     uid: int = 0  # process.user.uid: the user the container's process runs as, in its user namespace
+    annotations: Mapping[str, Any] = field(default_factory=dict)  # the config's annotations (e.g. `.applied`)
 
     @property
     def new_user_namespace(self) -> bool:
@@ -250,6 +251,7 @@ def expected_from_config(config: dict[str, Any]) -> Expected:
         seccomp=isinstance(linux.get("seccomp"), dict),
         seccomp_section=linux["seccomp"] if isinstance(linux.get("seccomp"), dict) else None,
         uid=_int(_d(process.get("user")).get("uid")) or 0,
+        annotations=_d(config.get("annotations")),
         uid_mappings=_mappings(linux.get("uidMappings")),
         gid_mappings=_mappings(linux.get("gidMappings")),
         namespaces=namespaces,
