@@ -394,13 +394,14 @@ class ProcessTable:
         for pid, ns in self.pidns.items():
             self.by_ns.setdefault(ns, []).append(pid)
 
-    def members(self, init_pid: int) -> list[int]:
+    def members(self, init_pid: int, *, shared_pidns: bool = False) -> list[int]:
         """The processes of the container whose init is `init_pid` (init first).
 
-        Those in init's pid namespace when it has its own; else those in exactly init's cgroups.
+        Those in init's pid namespace when it has one of its own; else (the host's, or one that
+        other containers share, as a pod's containers may) those in exactly init's cgroups.
         """
         ns = self.pidns.get(init_pid)
-        if ns is not None and ns != self.host_pidns:
+        if ns is not None and ns != self.host_pidns and not shared_pidns:
             pids = sorted(self.by_ns.get(ns, []))
         else:
             mine = self._cgroup(init_pid)

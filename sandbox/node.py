@@ -137,9 +137,11 @@ def verify_node(*, roots: Sequence[str] = (), audit_log: str | None = None) -> N
 
     host = Host()
     tids: list[int] = []
+    inits = [host.table.pidns.get(p.found.pid) for p in plans if _to_check(p)]
     for plan in plans:
         if _to_check(plan):
-            plan.members = host.table.members(plan.found.pid)
+            shared = inits.count(host.table.pidns.get(plan.found.pid)) > 1
+            plan.members = host.table.members(plan.found.pid, shared_pidns=shared)
             tids += plan.members
     filters = read_filters(tids) if tids else {}
     timing["ptrace"], t = _timer() - t, _timer()

@@ -294,3 +294,25 @@ def test_a_non_root_process_keeps_only_its_ambient_capabilities_across_execve():
     grown = replace(state, cap_eff=("CAP_KILL",), cap_prm=("CAP_KILL",))
     checks = {c.control: c for c in compare(expected_from_config(config), grown, LIMITS, HOST)}
     assert checks["capabilities.effective"].status == "FAIL"  # no_new_privileges: file capabilities are ignored
+
+
+def test_a_containers_processes_by_pid_namespace_or_when_shared_by_cgroup(tmp_path):
+    def proc(pid, ns, cgroup):
+        d = tmp_path / str(pid)
+        (d / "ns").mkdir(parents=True)
+        os.symlink(f"pid:[{ns}]", d / "ns" / "pid")
+        (d / "cgroup").write_text(cgroup)
+
+    (tmp_path / "self" / "ns").mkdir(parents=True)
+    os.symlink("pid:[1]", tmp_path / "self" / "ns" / "pid")
+    proc(10, 1, "0::/host\n")  # a host process
+    proc(20, 7, "0::/pod/a\n")  # container a's init, in the pod's shared pid namespace
+    proc(21, 7, "0::/pod/a\n")  # exec'd into a
+    proc(30, 7, "0::/pod/b\n")  # container b, same pid namespace
+    proc(40, 8, "0::/c\n")  # container c: a pid namespace of its own
+    proc(41, 8, "0::/c/sub\n")  # ...whose child moved to a sub-cgroup: still c's
+    table = inspect.ProcessTable(proc=str(tmp_path))
+    assert table.members(40) == [40, 41]
+    assert table.members(20) == [20, 21, 30]  # by pid namespace: b's process would count as a's
+    assert table.members(20, shared_pidns=True) == [20, 21]
+    assert table.members(30, shared_pidns=True) == [30]
