@@ -316,3 +316,19 @@ def test_a_containers_processes_by_pid_namespace_or_when_shared_by_cgroup(tmp_pa
     assert table.members(20) == [20, 21, 30]  # by pid namespace: b's process would count as a's
     assert table.members(20, shared_pidns=True) == [20, 21]
     assert table.members(30, shared_pidns=True) == [30]
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "give a CONTAINER_ID, or --all"),
+    (["--all", "c1"], "give no CONTAINER_ID or --profile"),
+    (["--all", "--profile", "strict"], "give no CONTAINER_ID or --profile"),
+    (["c1", "--format", "prometheus"], "use it with --all"),
+    (["c1", "--root", "/a", "--root", "/b"], "one --root for one container"),
+])
+def test_verify_usage_errors_exit_2_with_one_line(args, message):
+    from click.testing import CliRunner
+
+    from sandbox.cli import cli
+
+    res = CliRunner().invoke(cli, ["verify", *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
