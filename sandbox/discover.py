@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .engines import last_flag
 from .errors import SandboxError
 from .inspect import process_start
 
@@ -83,18 +84,6 @@ class _Procs:
     shim_bundles: set[str] = field(default_factory=set)
 
 
-def _flag(argv: list[str], *names: str) -> str | None:
-    """The value of the last `--name VALUE` / `--name=VALUE` in argv (engines take the last)."""
-    value = None
-    for i, a in enumerate(argv):
-        for n in names:
-            if a == n and i + 1 < len(argv):
-                value = argv[i + 1]
-            elif a.startswith(n + "="):
-                value = a[len(n) + 1:]
-    return value
-
-
 def _dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
@@ -128,22 +117,22 @@ def _engine_processes() -> _Procs:
             name, argv = p.info["name"] or "", p.info["cmdline"] or []
             base = os.path.basename(argv[0]) if argv else name
             if base == "conmon" or name == "conmon":
-                cid, runtime = _flag(argv, "-c", "--cid"), _flag(argv, "-r", "--runtime")
+                cid, runtime = last_flag(argv, "-c", "--cid"), last_flag(argv, "-r", "--runtime")
                 args = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--runtime-arg"]
                 args += [a.split("=", 1)[1] for a in argv if a.startswith("--runtime-arg=")]
-                root = _flag(args, "--root")
+                root = last_flag(args, "--root")
                 if cid:
                     out.conmon[cid] = (runtime or "", root)
             elif base == "dockerd" or name == "dockerd":
-                root = _flag(argv, "--exec-root")
-                conf = _flag(argv, "--config-file") or "/etc/docker/daemon.json"
+                root = last_flag(argv, "--exec-root")
+                conf = last_flag(argv, "--config-file") or "/etc/docker/daemon.json"
                 doc = _read_json(conf)
                 if root is None and isinstance(doc, dict) and isinstance(doc.get("exec-root"), str):
                     root = doc["exec-root"]
                 out.docker_exec_roots.add(root or DOCKER_EXEC_ROOT)
             elif base == "containerd" or name == "containerd":
-                state = _flag(argv, "--state")
-                conf = _flag(argv, "--config", "-c") or "/etc/containerd/config.toml"
+                state = last_flag(argv, "--state")
+                conf = last_flag(argv, "--config", "-c") or "/etc/containerd/config.toml"
                 out.containerd_states.add(state or _toml_state(conf) or CONTAINERD_STATE)
             elif base.startswith("containerd-shim-runc") or name.startswith("containerd-shim"):
                 out.shim_bundles.add(p.cwd())

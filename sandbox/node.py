@@ -191,10 +191,10 @@ def _plan_expectation(plan: _Plan, op: Any, index: Any, profiles: dict[str, Any]
         plan.error = f"cannot load profile {ref}: {e}"
         return
     plan.profile = profile.name
-    from .service import harden
+    from .service import reapply
 
     try:
-        outcome = harden(profile, plan.config, None)
+        outcome = reapply(op, profile, plan.config, f.bundle)
     except SandboxError as e:
         plan.error = f"cannot apply profile {ref}: {e}"
         return

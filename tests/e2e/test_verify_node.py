@@ -62,7 +62,7 @@ def plain_runc(node, config, tag="plain", outer_filter=None):
     argv = [node.runc, "--root", node.root, "run", "-d", "-b", bundle, cid]
     if outer_filter is not None:
         launcher = ("import ctypes, os, sys\n"
-                    "from tests.seccomp_oracle import install_filter\n"
+                    "from tests.seccomp_probe import install_filter\n"
                     "install_filter(bytes.fromhex(sys.argv[1]))\n"
                     "os.execv(sys.argv[2], sys.argv[2:])\n")
         argv = [sys.executable, "-c", launcher, outer_filter.hex(), *argv]
@@ -114,8 +114,12 @@ def test_each_built_in_profile_passes_every_control_with_seccomp_proved_by_conte
     assert "x86_64" in seccomp["detail"] and "i386" in seccomp["detail"]
     if profile == "strict":  # a user namespace: the filters are read all the same
         assert checks["user.uid_map"]["status"] == "PASS"
+    # the profile applied again to the config.json sandbox wrote (strict's names the rootfs view) demands the same
+    code, doc, _ = verify_json(node, cid, "--profile", profile)
+    assert code == 0 and doc["passed"], [c for c in doc["checks"] if c["status"] == "FAIL"]
     code, doc, rows = verify_all(node)
-    assert rows[cid]["state"] == "hardened" and rows[cid]["profile"] == profile, rows[cid]
+    assert rows[cid]["state"] == "hardened" and rows[cid]["profile"] == profile, \
+        (rows[cid]["reason"], [c["detail"] for c in rows[cid]["checks"] if c["status"] == "FAIL"])
     assert code == 0 and doc["passed"]
 
 
@@ -144,7 +148,7 @@ def test_a_filter_weaker_for_one_argument_value_fails_naming_it(node):
 
 
 def test_a_stricter_filter_stacked_on_runcs_passes(node):
-    from tests.seccomp_oracle import compile_filter
+    from tests.seccomp_probe import compile_filter
 
     outer = compile_filter("SCMP_ACT_ALLOW", {"shmget": "SCMP_ACT_ERRNO", "msgget": "SCMP_ACT_ERRNO"})
     cid = plain_runc(node, hardened(node), "stacked", outer_filter=outer)

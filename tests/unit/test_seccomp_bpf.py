@@ -1,6 +1,6 @@
 """sandbox.seccomp_bpf: the classic-BPF interpreter, held against the kernel itself.
 
-The oracle (tests/seccomp_oracle.py) installs a program in a forked child and makes the call:
+The oracle (tests/seccomp_probe.py, program_outcome) installs a program in a forked child and makes the call:
 whatever the interpreter says must be what the process gets.  Two kinds of programs:
 random programs over every instruction seccomp accepts (arithmetic, scratch memory, jumps on K
 and X, RET A), and filters libseccomp compiles (pyseccomp's export_bpf) from random rule sets,
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox import seccomp_bpf as bpf
-from tests.seccomp_oracle import SYS_GETPPID, expected_outcome, kernel_accepts, kernel_outcome
+from tests.seccomp_probe import HARNESS, NR_GETPPID, bpf_outcome, program_accepts, program_outcome
 
 _FRESH = os.environ.get("SANDBOX_SECCOMP_EXAMPLES")
 X86_64 = 0xC000003E
@@ -41,7 +41,7 @@ def ret(k):
     return ins(bpf.RET | bpf.K, k)
 
 
-def words(nr=SYS_GETPPID, args=()):
+def words(nr=NR_GETPPID, args=()):
     return bpf.data_words(nr, X86_64, args)
 
 
@@ -58,8 +58,8 @@ def test_loads_compare_and_return_like_the_kernel():
     assert bpf.run(prog, words(args=[7])) == bpf.RET_ERRNO | 7
     assert bpf.run(prog, words(args=[7 | 1 << 32])) == bpf.RET_ERRNO | 7  # the low word only
     assert bpf.run(prog, words(args=[8])) == bpf.RET_ALLOW
-    assert kernel_outcome([bpf.encode(prog)], args=[7]) == ("errno", 7)
-    assert kernel_outcome([bpf.encode(prog)], args=[8]) == ("allow", None)
+    assert program_outcome([bpf.encode(prog)], args=[7]) == ("errno", 7)
+    assert program_outcome([bpf.encode(prog)], args=[8]) == ("allow", None)
 
 
 def test_arithmetic_is_32_bit_and_division_by_x_zero_returns_0():
@@ -73,7 +73,7 @@ def test_arithmetic_is_32_bit_and_division_by_x_zero_returns_0():
              ins(bpf.ALU | bpf.OR | bpf.K, bpf.RET_ERRNO), ins(bpf.RET | bpf.RET_A))
     assert bpf.run(shift, words()) == bpf.RET_ERRNO | 2  # shift by 33 & 31
     for body, want in ((prog, ("errno", 64)), (shift, ("errno", 2))):
-        assert kernel_outcome([_only_getppid(body)]) == want
+        assert program_outcome([_only_getppid(body)]) == want
 
 
 def test_stacked_filters_the_strictest_action_wins_and_the_newest_on_a_tie():
@@ -87,17 +87,17 @@ def test_stacked_filters_the_strictest_action_wins_and_the_newest_on_a_tie():
     assert bpf.stacked([(ret(bpf.RET_KILL_PROCESS),), (ret(bpf.RET_KILL_THREAD),)], w) == bpf.RET_KILL_PROCESS
     assert bpf.stacked([], w) == bpf.RET_ALLOW
     progs = [_only_getppid(p) for p in (errno5, errno9)]
-    assert kernel_outcome(progs) == ("errno", 9)
-    assert kernel_outcome(list(reversed(progs))) == ("errno", 5)
+    assert program_outcome(progs) == ("errno", 9)
+    assert program_outcome(list(reversed(progs))) == ("errno", 5)
 
 
 def test_actions_decode_as_the_kernel_acts_on_them():
     assert bpf.action(bpf.RET_ERRNO | 0xFFFF) == ("SCMP_ACT_ERRNO", 4095)  # clamped to MAX_ERRNO
     assert bpf.action(bpf.RET_TRACE | 3) == ("SCMP_ACT_TRACE", 3)
     assert bpf.action(0x00010000) == ("SCMP_ACT_KILL_PROCESS", None)  # unknown actions kill
-    assert kernel_outcome([_only_getppid((ret(bpf.RET_ERRNO | 0xFFFF),))]) == ("errno", 4095)
-    assert kernel_outcome([_only_getppid((ret(0x00010000),))]) == ("kill", None)
-    assert kernel_outcome([_only_getppid((ret(bpf.RET_TRAP),))]) == ("trap", None)
+    assert program_outcome([_only_getppid((ret(bpf.RET_ERRNO | 0xFFFF),))]) == ("errno", 4095)
+    assert program_outcome([_only_getppid((ret(0x00010000),))]) == ("kill", None)
+    assert program_outcome([_only_getppid((ret(bpf.RET_TRAP),))]) == ("trap", None)
 
 
 BAD = {
@@ -122,7 +122,7 @@ def test_check_refuses_what_the_kernel_refuses(what):
     prog = BAD[what]
     with pytest.raises(bpf.BpfError):
         bpf.check(prog)
-    assert kernel_accepts(bpf.encode(prog)) is False
+    assert program_accepts(bpf.encode(prog)) is False
 
 
 def test_decode_reads_what_encode_wrote_and_refuses_a_partial_instruction():
@@ -138,7 +138,7 @@ def test_decode_reads_what_encode_wrote_and_refuses_a_partial_instruction():
 
 def _only_getppid(body):
     """`body` decides getppid; every other call (the child's own) is allowed."""
-    head = (ins(bpf.LD | bpf.W | bpf.ABS, 0), ins(bpf.JMP | bpf.JEQ | bpf.K, SYS_GETPPID, 1, 0), ret(bpf.RET_ALLOW))
+    head = (ins(bpf.LD | bpf.W | bpf.ABS, 0), ins(bpf.JMP | bpf.JEQ | bpf.K, NR_GETPPID, 1, 0), ret(bpf.RET_ALLOW))
     prog = head + tuple(body)
     bpf.check(prog)
     return bpf.encode(prog)
@@ -203,7 +203,7 @@ ARGS = st.lists(st.one_of(st.integers(0, 2**64 - 1), U32, st.sampled_from([0, 1,
 def test_random_programs_answer_as_the_kernel_does(body, args):
     raw = _only_getppid(body)
     prog = bpf.decode(raw)
-    assert expected_outcome(bpf.run(prog, words(args=args))) == kernel_outcome([raw], args=args)
+    assert bpf_outcome(bpf.run(prog, words(args=args))) == program_outcome([raw], args=args)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,8 +233,7 @@ def compile_rules(default, rules):
     """libseccomp's filter (x86_64 only) for getppid `rules`, the child's housekeeping allowed."""
     f = pyseccomp.SyscallFilter(default)
     if default not in (pyseccomp.ALLOW, pyseccomp.LOG):
-        for name in ("write", "exit_group", "exit", "rt_sigreturn", "rt_sigprocmask", "brk", "mmap", "munmap",
-                     "mprotect", "madvise", "futex", "sigaltstack", "seccomp"):
+        for name in HARNESS:
             f.add_rule(pyseccomp.ALLOW, name)
     for action, conds in rules:
         if action == default:
@@ -265,7 +264,7 @@ def test_libseccomp_filters_answer_as_the_kernel_does(data, first):
     args = data.draw(calls([first]))
     prog = bpf.decode(raw)
     bpf.check(prog)
-    assert expected_outcome(bpf.run(prog, words(args=args))) == kernel_outcome([raw], args=args)
+    assert bpf_outcome(bpf.run(prog, words(args=args))) == program_outcome([raw], args=args)
 
 
 @examples(25)
@@ -274,7 +273,7 @@ def test_stacked_libseccomp_filters_answer_as_the_kernel_does(data, first, secon
     raws = [compile_rules(*first), compile_rules(*second)]
     args = data.draw(calls([first, second]))
     got = bpf.stacked([bpf.decode(r) for r in raws], words(args=args))
-    assert expected_outcome(got) == kernel_outcome(raws, args=args)
+    assert bpf_outcome(got) == program_outcome(raws, args=args)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,10 +304,10 @@ def test_explore_reports_the_comparisons_on_symbolic_words_and_the_fixed_verdict
     fixed = {bpf.ARCH: X86_64}
     found = bpf.explore(prog, fixed)
     assert (4, 0xFFFFFFFF, "eq", 5) in {p for p, _ in found.preds}  # arg0 low word == 5
-    runs = bpf.explore(prog, fixed, bpf.NR, [SYS_GETPPID, 39])
-    assert SYS_GETPPID in runs.conditional and 39 not in runs.conditional
+    runs = bpf.explore(prog, fixed, bpf.NR, [NR_GETPPID, 39])
+    assert NR_GETPPID in runs.conditional and 39 not in runs.conditional
     assert runs.fixed_ret[39] == bpf.RET_ERRNO | 1
-    assert (5, 0xFFFFFFFF, "eq", 0) in runs.preds_for(SYS_GETPPID)  # the high word is checked too
+    assert (5, 0xFFFFFFFF, "eq", 0) in runs.preds_for(NR_GETPPID)  # the high word is checked too
 
 
 def test_explore_refuses_arithmetic_it_does_not_analyse():

@@ -194,9 +194,9 @@ def test_roots_given_on_the_command_line_are_attributed_by_their_layout():
 
 
 def test_flags_are_read_as_engines_read_them_the_last_wins():
-    assert discover._flag(["dockerd", "--exec-root", "/a", "--exec-root=/b"], "--exec-root") == "/b"
-    assert discover._flag(["conmon", "-c", "id1", "-r", "/usr/bin/runc"], "-c", "--cid") == "id1"
-    assert discover._flag(["x"], "--root") is None
+    assert discover.last_flag(["dockerd", "--exec-root", "/a", "--exec-root=/b"], "--exec-root") == "/b"
+    assert discover.last_flag(["conmon", "-c", "id1", "-r", "/usr/bin/runc"], "-c", "--cid") == "id1"
+    assert discover.last_flag(["x"], "--root") is None
 
 
 def test_the_audit_log_is_indexed_once_and_only_up_to_a_break(tmp_path):
@@ -332,3 +332,28 @@ def test_verify_usage_errors_exit_2_with_one_line(args, message):
 
     res = CliRunner().invoke(cli, ["verify", *args])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def test_a_rootfs_view_sandbox_mounted_is_not_held_against_its_container(tmp_path):
+    """Re-applying strict to a config.json sandbox-runc wrote (root.path is the rootfs view in runc's own
+    mount namespace) demands what the create did; the same path without sandbox's annotation, or with
+    another refusal beside it, is still refused."""
+    from sandbox.decisions import ROOTFS_TARGET
+    from sandbox.opconfig import OperatorConfig
+    from sandbox.service import reapply, resolve_profile
+
+    op = OperatorConfig(runtime_dir=str(tmp_path / "rt"))
+    strict = resolve_profile("strict")
+    mapping = [{"containerID": 0, "hostID": 1 << 30, "size": 65536}]
+    config = {"ociVersion": "1.0.2", "root": {"path": ROOTFS_TARGET, "readonly": True},
+              "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 1000}},
+              "annotations": {"org.sandbox-runtime.profile.applied": "strict@0123456789abcdef;userns=1073741824:65536"},
+              "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "user")],
+                        "uidMappings": mapping, "gidMappings": mapping}}
+    outcome = reapply(op, strict, config, str(tmp_path))
+    assert not outcome.refused, [d.reason for d in outcome.refusals]
+    assert outcome.config["linux"]["uidMappings"] == mapping
+    bare = {**config, "annotations": {}}
+    assert {d.pointer for d in reapply(op, strict, bare, str(tmp_path)).refusals} == {"/root/path"}
+    host = {**config, "mounts": [{"destination": "/h", "type": "bind", "source": "/etc", "options": ["rbind"]}]}
+    assert reapply(op, strict, host, str(tmp_path)).refused
