@@ -923,18 +923,15 @@ class Bench:
         (profiles baseline, restricted and strict in turn), beside `runc list` of the same root."""
         n = self.args.verify_containers
         budget_s = VERIFY_MAX_S_PER_100 * n / 100
-        bundles = {}
+        configs = {}
         for profile in PROFILES:
             bundle = self.make_bundle(f"bundle-verify-{profile}", ["sleep", "1000000"], None)
-            path = os.path.join(bundle, "config.json")
-            with open(path, encoding="utf-8") as f:
+            with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
                 config = json.load(f)
             config["annotations"] = {"org.sandbox-runtime.profile": profile}
             if profile == "restricted":
                 config["process"]["user"] = {"uid": 1000, "gid": 1000}
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(config, f)
-            bundles[profile] = bundle
+            configs[profile] = config
         for layout, parts in VERIFY_LAYOUTS.items():
             root = os.path.join(self.tmp, "verify", *parts)
             os.makedirs(os.path.dirname(root), mode=0o700, exist_ok=True)
@@ -943,7 +940,13 @@ class Bench:
                 _progress(f"verify: {layout}: starting container {i + 1}/{n}")
                 self._seq += 1
                 cid = f"bench-{os.getpid()}-verify-{self._seq}"
-                self.timed([self.shim, "--root", root, "run", "-d", "-b", bundles[PROFILES[i % 3]], cid])
+                # a bundle each: sandbox-runc writes the config.json it hardened back, and one it hardened while
+                # adding a user namespace (strict) is refused by a second create
+                bundle = os.path.join(self.tmp, "verify-bundles", cid)
+                os.makedirs(bundle, mode=0o755)
+                with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+                    json.dump(configs[PROFILES[i % 3]], f)
+                self.timed([self.shim, "--root", root, "run", "-d", "-b", bundle, cid])
             _progress(f"verify: {layout}: measuring")
             runs = max(3, self.args.runs // 4)
             reports, totals, listing = [], [], []
