@@ -680,7 +680,8 @@ def _processes(ev: Evidence) -> list[Check]:
 # The controls, one function each, in report order.  A control added later (its own function over
 # `Evidence`) is appended here.
 def _network(ev: Evidence) -> list[Check]:
-    return [network_check(ev.expected.annotations, ev.facts.get(NFT_RULESET))]
+    checked = network_check(ev.expected.annotations, ev.facts.get(NFT_RULESET))
+    return [checked] if checked else []
 
 
 CONTROLS: list[Callable[[Evidence], list[Check]]] = [
@@ -746,9 +747,10 @@ def to_json(checks: Collection[Check]) -> list[dict[str, str]]:
     return [c.to_dict() for c in checks]
 
 
-def network_check(annotations: Mapping[str, Any], listing: dict[str, Any] | None) -> Check:
+def network_check(annotations: Mapping[str, Any], listing: dict[str, Any] | None) -> Check | None:
     """The live nftables rules of the container's network namespace against the ruleset its config's
-    `annotations` carry.
+    `annotations` carry; None when they carry none (no network section in the profile, or a pod
+    member, which joins its pod's namespace and the rules of the pod's sandbox container).
 
     `listing`: `nft -j list ruleset` run inside that namespace (read by the edge), None when it
     could not be read.  Handles and counter values are ignored; any other difference fails.
@@ -757,8 +759,7 @@ def network_check(annotations: Mapping[str, Any], listing: dict[str, Any] | None
 
     text = annotations.get(netrules.ANNOTATION)
     if not isinstance(text, str):
-        return Check("network", "SKIP", "no rules of its own", "not read",
-                     "no network section in the profile, or the container joins its pod's namespace")
+        return None
     try:
         want = netrules.normalize(_fastjson.loads(text))
     except ValueError:

@@ -514,3 +514,28 @@ def test_cap_net_admin_with_a_network_section_is_refused():
         "CAP_NET_ADMIN (bounding) would let the workload change or remove its own network rules"]
     cfg["process"]["capabilities"]["bounding"].remove("CAP_NET_ADMIN")
     assert not apply(p, cfg, _facts()).refused
+
+
+def test_verify_network_control_compares_the_live_rules_with_the_annotation():
+    """verify's network control (one of verify.CONTROLS): the live listing against the annotation."""
+    from sandbox.verify import NFT_RULESET, Evidence, check_all, expected_from_config
+    from tests.unit.test_verify import HOST, LIMITS, STATE
+
+    doc = netrules.ruleset(STRICTISH, ("10.0.0.2",), ()).document
+    # what `nft -j list ruleset` prints: the same objects, with handles, not wrapped in commands
+    listing = {"nftables": [{"metainfo": {"version": "1.0.6"}}] + [
+        {k: {**v, "handle": i} for k, v in (item.get("create") or item.get("add")).items()}
+        for i, item in enumerate(doc["nftables"])]}
+
+    def network(annotations, facts):
+        ev = Evidence(expected_from_config({"annotations": annotations}), STATE, LIMITS, HOST, facts=facts)
+        return [c for c in check_all(ev) if c.control == "network"]
+
+    ann = {netrules.ANNOTATION: netrules.canonical(doc).decode()}
+    assert [c.status for c in network(ann, {NFT_RULESET: listing})] == ["PASS"]
+    assert network({}, {NFT_RULESET: listing}) == []  # no rules of its own (no section, or a pod member)
+    unread = network(ann, {NFT_RULESET: None})
+    assert [(c.status, c.actual) for c in unread] == [("FAIL", "unreadable")]
+    fewer = {"nftables": listing["nftables"][:-1]}
+    assert [c.status for c in network(ann, {NFT_RULESET: fewer})] == ["FAIL"]
+    assert [c.actual for c in network(ann, {NFT_RULESET: {"nftables": []}})] == ["no table"]
