@@ -77,7 +77,9 @@ def _loaded_document(records):
 # --- sandbox run ----------------------------------------------------------------------------------
 
 def test_sandbox_run_lets_through_only_what_the_profile_allows(lab, net_rootfs, tmp_path):
-    profile = lab_profile(lab, tmp_path / "lab.yaml")
+    # no capabilities: `sandbox run --verify` checks between create and start, where runc's init of
+    # a uid-1000 process still holds what its execve will drop (verify models the execve)
+    profile = lab_profile(lab, tmp_path / "lab.yaml", extra="capabilities: []\n")
     ctr = lab.netns()
     lab.connect(ctr)
     audit = str(tmp_path / "audit.jsonl")
