@@ -10,7 +10,8 @@ here, gets an answer, and runs runc itself, so runc stays a child of the engine'
 Protocol: a unix stream socket, one request per connection, NUL-separated `key=value` records;
 the client shuts down its write side, the daemon answers and closes.
   op=harden cwd= env=SANDBOX_*=… (repeated, SANDBOX_RUNC among them) arg=… (repeated)
-      -> status=ok ticket= cid=  |  status=refused code= stderr=  |  status=fallback why=
+      -> status=ok ticket= cid= arg=… (the canonical runc argv to run, repeated)
+         |  status=refused code= stderr=  |  status=fallback why=
   op=outcome ticket= code=        -> status=ok [cleanup=1]  |  status=error code= stderr= [cleanup=1]
   op=ping                         -> status=ok pid= served= socket=
   op=stop                         -> status=ok, then the daemon exits
@@ -224,22 +225,25 @@ class Daemon:
             return [("status", "fallback"), ("why", "sandbox was upgraded; the daemon exits")]
         self.served += 1
         if op == "harden":
-            return self.harden(req)
+            return self.harden(req, pid)
         if op == "outcome":
             return self.outcome(req)
         return [("status", "fallback"), ("why", f"unknown op {op!r}")]
 
-    def harden(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def harden(self, req: list[tuple[str, str]], pid: int = 0) -> list[tuple[str, str]]:
         from . import _fastjson as json
         from .runc_cli import parse
         from .shim import _Shim
 
         args, env, cwd = _all(req, "arg"), _all(req, "env"), _first(req, "cwd", "/")
         inv = parse(args)
-        if inv.subcommand not in ("create", "run"):
+        if inv.route != "hardened" or inv.subcommand not in ("create", "run"):
             return [("status", "fallback"), ("why", f"{inv.subcommand} is not served by the daemon")]
+        if inv.error or inv.help:
+            return [("status", "fallback"), ("why", "a command line runc refuses or a help request")]
         shim = _Shim(inv)
         shim.served_by = "daemon"
+        shim.fd_pid = pid or None  # runc inherits the client's descriptors, not ours
         bundle = ""
 
         def prepare() -> int:
@@ -254,8 +258,9 @@ class Daemon:
             return [("status", "refused"), ("code", str(code)), ("stderr", err.getvalue())]
         ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,
                              "profile": shim.profile.name, "sha256": shim.profile.sha256})
+        # the client runs runc with this argv, not its own: what was decided is what runs
         return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
-                ("stderr", err.getvalue())]
+                ("stderr", err.getvalue()), *(("arg", a) for a in shim.runc_argv)]
 
     def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from types import SimpleNamespace

@@ -18,7 +18,7 @@ from .devices import devices
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
-from .process import capabilities, lsm, no_new_privileges
+from .process import capabilities, cwd, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import seccomp
 from .sysctls import sysctls
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # capabilities before seccomp (capability-conditional syscalls follow the final set).
 STEPS: tuple[Callable[[Context], None], ...] = (
     user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, lsm,
+    hooks, lsm, cwd,
 )
 
 
