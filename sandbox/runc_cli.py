@@ -143,8 +143,10 @@ SUBCOMMAND_FLAGS: dict[str, tuple[FlagSpec, ...]] = {
         _f("process, p", STRING, PROFILE, "the process file is read as runc reads it and hardened like "
                                           "config.json's process"),
         _DETACH, _PID_FILE,
-        _f("process-label", STRING, PROFILE, "process.selinuxLabel: the profile's SELinux label"),
-        _f("apparmor", STRING, PROFILE, "process.apparmorProfile: the profile's AppArmor profile"),
+        _f("process-label", STRING, PROFILE, "process.selinuxLabel: the container's label (the profile's, when "
+                                             "it sets one); any other is refused"),
+        _f("apparmor", STRING, PROFILE, "process.apparmorProfile: the container's profile (the profile's, when it "
+                                        "sets one); any other is refused"),
         _f("no-new-privs", BOOL, PROFILE, "process.noNewPrivileges: true whenever the profile asks for it"),
         _f("cap, c", STRINGS, PROFILE, "added to the bounding, effective, permitted and ambient sets; what the "
                                        "profile does not allow is dropped"),

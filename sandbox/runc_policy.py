@@ -69,8 +69,9 @@ def flag_decisions(profile: Profile, inv: Invocation, fds: list[FdFact] | None =
                                  (sub, SUBCOMMAND_FLAGS.get(sub, ()), inv.options)):
         for spec in specs:
             if spec.action == REFUSE and spec.name in values and _turned_on(spec.kind, values[spec.name]):
-                out.append(_decide(profile, scope, spec.name, "refuse", values[spec.name], None,
-                                   f"--{spec.name}={values[spec.name]} is refused: {spec.why}"))
+                v = values[spec.name]
+                shown = f"--{spec.name}" + ("" if v is True else f"={v}")
+                out.append(_decide(profile, scope, spec.name, "refuse", v, None, f"{shown} is refused: {spec.why}"))
     n = inv.option("preserve-fds", 0)
     if n > 0:
         out += fd_decisions(profile, sub, fds or [])
@@ -172,6 +173,20 @@ def exec_process(base: dict[str, Any] | None, inv: Invocation) -> dict[str, Any]
         user["additionalGids"] = [*(user.get("additionalGids") or []), g]
     p["user"] = user
     return p
+
+
+def lsm_decisions(profile: Profile, container: dict[str, Any] | None, proc: dict[str, Any]) -> list[Decision]:
+    """An exec'd process keeps the container's AppArmor profile and SELinux label (the profile's, when it
+    sets one, is already both): a different one, from a flag or a process file, is refused."""
+    out = []
+    for field, flag in (("apparmorProfile", "apparmor"), ("selinuxLabel", "process-label")):
+        want = (container or {}).get(field) or ""
+        got = proc.get(field) or ""
+        if got != want:
+            out.append(_decide(profile, "exec", flag, "refuse", got, want,
+                               f"process.{field} {got!r} differs from the container's {want!r}: an exec'd process "
+                               "stays in the container's LSM confinement", "lsm"))
+    return out
 
 
 def ignored_with_process(profile: Profile, inv: Invocation) -> list[Decision]:

@@ -339,25 +339,26 @@ class _Shim:
         config.json's process is, and handed to runc as a new --process file: the caller's flags
         never reach runc, so no repeat, `=false` or short form can switch a control back off."""
         from .gojson import PROCESS, SPEC_PROCESS
-        from .runc_policy import RUNNER_FLAGS, exec_process, flag_decisions, ignored_with_process
+        from .runc_policy import RUNNER_FLAGS, exec_process, flag_decisions, ignored_with_process, lsm_decisions
         from .service import harden
 
         inv = self.inv
         config, bundle = self._container()
         self.profile = self.select_profile(config)
         decisions: list[Any] = []
+        # the container's process as runc reads it from the bundle's config.json (hardened at create)
+        base = read_go_json(os.path.join(bundle, "config.json"), "config.json", SPEC_PROCESS).get("process")
         proc_file = inv.option("process")
         if proc_file:
             proc = read_go_json(proc_file, "process", PROCESS)
             decisions += ignored_with_process(self.profile, inv)
         else:
-            # runc exec reads the process from the bundle's config.json, then applies the flags
-            base = read_go_json(os.path.join(bundle, "config.json"), "config.json", SPEC_PROCESS).get("process")
-            proc = exec_process(base, inv)
+            proc = exec_process(base, inv)  # what runc exec builds from config.json and the flags
         trial = dict(config)
         trial["process"] = proc
         out = harden(self.profile, trial, bundle)
         decisions = [d for d in out.decisions if d.pointer.startswith("/process")] + decisions
+        decisions += lsm_decisions(self.profile, base, out.config["process"])
         decisions += flag_decisions(self.profile, inv, self.fd_facts() if inv.option("preserve-fds", 0) > 0 else [])
         self._audit([{"event": "decision", "decision": dict(d.to_dict(), subcommand="exec")} for d in decisions],
                     bundle)

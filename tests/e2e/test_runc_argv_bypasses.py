@@ -25,7 +25,7 @@ extends: restricted
 resources:
   memory: {max: 256Mi, default: 128Mi}
   pids: {max: 100, default: 50}
-  cpu: {max: 500, default: 250}
+  cpu: {max: 500m, default: 250m}
 """
 MEM_MAX, PIDS_MAX = 256 << 20, 100
 

@@ -18,11 +18,11 @@ from sandbox.runc_cli import (
     STRING,
     STRINGS,
     SUBCOMMAND_FLAGS,
+    flag_index,
     go_bool,
     go_int,
     go_uint,
     parse,
-    flag_index,
     reorder_args,
 )
 from tests.runc_behaviours import ROWS
