@@ -127,18 +127,22 @@ def fd_decisions(profile: Profile, sub: str, fds: list[FdFact]) -> list[Decision
     return out
 
 
-def _uint32(text: str, what: str) -> int:
+def _uint32(text: str, what: str, wrap: bool) -> int:
     """strconv.Atoi as runc uses it, then uint32(): a value that would wrap around is refused."""
     n = go_int(text, 10)
     if n is None:
         raise UsageError(f"runc would refuse {what} {text!r}: not an integer")
-    if not 0 <= n <= UINT32_MAX:
+    if not 0 <= n <= UINT32_MAX and not wrap:
         raise UsageError(f"{what} {text!r} is refused: runc would wrap it around to {n & UINT32_MAX}")
-    return n
+    return n & UINT32_MAX
 
 
-def exec_process(base: dict[str, Any] | None, inv: Invocation) -> dict[str, Any]:
-    """The process `runc exec` builds from config.json's process and its flags (exec.go getProcess)."""
+def exec_process(base: dict[str, Any] | None, inv: Invocation, *, wrap: bool = False) -> dict[str, Any]:
+    """The process `runc exec` builds from config.json's process and its flags (exec.go getProcess).
+
+    A uid, gid or additional gid outside uint32 raises UsageError; with `wrap`, it is wrapped
+    around as runc's uint32() does (what plain runc would run, for the tests' model of it).
+    """
     import copy
 
     p: dict[str, Any] = copy.deepcopy(base) if base else {}
@@ -163,14 +167,14 @@ def exec_process(base: dict[str, Any] | None, inv: Invocation) -> dict[str, Any]
     if o.get("user"):
         uid, sep, gid = o["user"].partition(":")
         if sep:
-            user["gid"] = _uint32(gid, "--user gid")
-        user["uid"] = _uint32(uid, "--user uid")
+            user["gid"] = _uint32(gid, "--user gid", wrap)
+        user["uid"] = _uint32(uid, "--user uid", wrap)
     for g in o.get("additional-gids") or []:
         if g < 0:
             raise UsageError(f"runc would refuse --additional-gids {g}: additional-gids must be a positive number")
-        if g > UINT32_MAX:
+        if g > UINT32_MAX and not wrap:
             raise UsageError(f"--additional-gids {g} is refused: runc would wrap it around to {g & UINT32_MAX}")
-        user["additionalGids"] = [*(user.get("additionalGids") or []), g]
+        user["additionalGids"] = [*(user.get("additionalGids") or []), g & UINT32_MAX]
     p["user"] = user
     return p
 

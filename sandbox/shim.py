@@ -440,7 +440,7 @@ def read_go_json(path: str, what: str, schema: Any, data: bytes | None = None) -
     try:
         return gojson.decode(doc, schema) or {}
     except gojson.GoJSONError as e:
-        raise BundleError(f"{what}: {e}", location=loc) from None
+        raise BundleError(f"{what} is refused: {e}", location=loc) from None
 
 
 def _private_dir(beside: str) -> str:
