@@ -7,6 +7,11 @@
  * The real runc: $SANDBOX_RUNC, else `runc:` in the operator config, else the first `runc` on
  * PATH that is not this program.  bin/sandbox-runc is the POSIX sh twin used where no C
  * compiler was found at install time; both must decide alike (tests/unit/test_dispatcher.py).
+ *
+ * Whatever stdio the engine hands us (closed, read-only /dev/null, /dev/full, a pipe without a
+ * reader), an error of ours is written to runc's --log file (as runc writes it: the engine
+ * reads it) and then to stderr, and the exit code is one of docs/integrations.md's: 1, 126
+ * (runc cannot be executed), 127 (runc or python not found), or runc's own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 /* sandbox.runc.is_shim() looks for this marker in a file's first 64 KiB so that PATH search
@@ -49,6 +55,145 @@ static const char py_fast[] =
     "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.shim import main; main()";
 static const char py_site[] = "from sandbox.shim import main; main()";
 
+/* ---- saying why: runc's --log file, then stderr ---------------------------------------------- */
+
+/* A closed fd 0, 1 or 2 gets /dev/null before anything is opened: otherwise the operator config
+ * or the --log file would take its number and "stderr" would be written into it.  Open ones are
+ * left as they are, even read-only: they are the engine's, and runc's. */
+static void standard_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int n = open("/dev/null", O_RDWR);
+        if (n < 0) n = open("/", O_RDONLY | O_DIRECTORY); /* holds the number; nothing can be written to it */
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
+static const char *runc_log, *runc_log_format;
+
+/* runc's global --log and --log-format: before the subcommand, `-x` or `--x`, the value next or
+ * after `=`, the last one wins, `--` or the first non-flag ends them (Go's flag rules). */
+static void find_runc_log(int argc, char **argv) {
+    static const char *const valued[] = {"log", "log-format", "root", "criu", "rootless", NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1] || strcmp(a, "--") == 0) return;
+        const char *name = a + (a[1] == '-' ? 2 : 1), *eq = strchr(name, '='), *value = eq ? eq + 1 : NULL;
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int takes = 0;
+        for (const char *const *v = valued; *v; v++)
+            if (strlen(*v) == len && strncmp(name, *v, len) == 0) takes = 1;
+        if (takes && !value) value = i + 1 < argc ? argv[++i] : "";
+        if (len == 3 && strncmp(name, "log", 3) == 0) runc_log = value;
+        else if (len == 10 && strncmp(name, "log-format", 10) == 0) runc_log_format = value;
+    }
+}
+
+/* all of it, or as much as the descriptor takes; a pipe without a reader must not kill us */
+static void write_quiet(int fd, const char *p, size_t n) {
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ign, &old);
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        n -= (size_t)w;
+    }
+    sigaction(SIGPIPE, &old, NULL);
+}
+
+struct text { char *p; size_t n, cap; int lost; };
+
+static void add(struct text *t, const char *s, size_t n) {
+    if (t->lost) return;
+    if (t->n + n + 1 > t->cap) {
+        size_t cap = (t->n + n + 1) * 2;
+        char *p = realloc(t->p, cap);
+        if (!p) { t->lost = 1; return; }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+    t->p[t->n] = 0;
+}
+
+static void adds(struct text *t, const char *s) { add(t, s, strlen(s)); }
+
+/* a JSON string (json), or Go's strconv.Quote as logrus's text format writes a value */
+static void add_quoted(struct text *t, const char *s, int json) {
+    adds(t, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char esc[8];
+        if (*c == '"' || *c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*c;
+            add(t, esc, 2);
+        } else if (*c == '\n') adds(t, "\\n");
+        else if (*c == '\r') adds(t, "\\r");
+        else if (*c == '\t') adds(t, "\\t");
+        else if (*c < 0x20 || *c == 0x7f) {
+            snprintf(esc, sizeof esc, json ? "\\u%04x" : "\\x%02x", *c);
+            adds(t, esc);
+        } else add(t, (const char *)c, 1);
+    }
+    adds(t, "\"");
+}
+
+/* one line in runc's --log file as runc 1.1 writes it (logrus; RFC 3339 time) */
+static void runc_log_line(const char *level, const char *msg) {
+    if (!runc_log || !*runc_log) return;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    struct text t = {0};
+    if (runc_log_format && strcmp(runc_log_format, "json") == 0) {
+        adds(&t, "{\"level\":");
+        add_quoted(&t, level, 1);
+        adds(&t, ",\"msg\":");
+        add_quoted(&t, msg, 1);
+        adds(&t, ",\"time\":\"");
+        adds(&t, stamp);
+        adds(&t, "\"}\n");
+    } else {
+        adds(&t, "time=\"");
+        adds(&t, stamp);
+        adds(&t, "\" level=");
+        adds(&t, level);
+        adds(&t, " msg=");
+        add_quoted(&t, msg, 0);
+        adds(&t, "\n");
+    }
+    int fd = t.lost ? -1 : open(runc_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+    if (fd >= 0) {
+        write_quiet(fd, t.p, t.n); /* one write with O_APPEND: never interleaved with runc's own lines */
+        close(fd);
+    } else {
+        char note[PATH_MAX + 128];
+        int n = snprintf(note, sizeof note, "sandbox-runc: cannot write runc log %s: %s\n", runc_log,
+                         t.lost ? "out of memory" : strerror(errno));
+        if (n > 0) write_quiet(2, note, (size_t)n < sizeof note ? (size_t)n : sizeof note - 1);
+    }
+    free(t.p);
+}
+
+/* the --log file first (the engine shows its last error), then stderr */
+static void tell(const char *level, const char *msg) {
+    runc_log_line(level, msg);
+    struct text t = {0};
+    adds(&t, "sandbox-runc: ");
+    if (strcmp(level, "warning") == 0) adds(&t, "warning: ");
+    adds(&t, msg);
+    adds(&t, "\n");
+    if (!t.lost) write_quiet(2, t.p, t.n);
+    free(t.p);
+}
+
 static void say(const char *fmt, ...) {
     char buf[4096];
     va_list ap;
@@ -56,8 +201,7 @@ static void say(const char *fmt, ...) {
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-    dprintf(2, "sandbox-runc: %.*s\n", n, buf);
+    tell("error", buf);
 }
 
 #define die(code, ...) do { say(__VA_ARGS__); exit(code); } while (0)
@@ -280,6 +424,22 @@ static const char *field(const char *reply, size_t len, const char *key) {
     return NULL;
 }
 
+/* what the daemon says is to be told: its error=/warning= records to --log, then its stderr= text */
+static void relay(const char *reply, size_t len) {
+    for (const char *p = reply; p < reply + len; p += strlen(p) + 1) {
+        if (strncmp(p, "error=", 6) == 0) runc_log_line("error", p + 6);
+        else if (strncmp(p, "warning=", 8) == 0) runc_log_line("warning", p + 8);
+    }
+    const char *err = field(reply, len, "stderr");
+    if (err && *err) write_quiet(2, err, strlen(err));
+}
+
+/* the daemon's exit code for a refusal or error, held to the documented ones */
+static int documented(const char *code) {
+    int c = code ? atoi(code) : EXIT_INVALID;
+    return c == 126 || c == EXIT_NOT_FOUND || c == 130 ? c : EXIT_INVALID;
+}
+
 static volatile pid_t child_pid;
 
 static void forward(int sig) {
@@ -297,8 +457,9 @@ static int spawn_runc(const char *runc, char **argv) {
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         execv(runc, argv);
-        say("cannot execute runc at %s: %s", runc, strerror(errno));
-        _exit(EXIT_NOT_FOUND);
+        int e = errno;
+        say("cannot execute runc at %s: %s", runc, strerror(e));
+        _exit(e == ENOENT ? EXIT_NOT_FOUND : 126);
     }
     child_pid = pid;
     struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
@@ -328,19 +489,16 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     size_t len = 0;
     char *reply = daemon_call(sock, &req, &len);
     if (!reply) return;
-    const char *status = field(reply, len, "status"), *err = field(reply, len, "stderr");
+    const char *status = field(reply, len, "status");
     if (!status || strcmp(status, "fallback") == 0) { free(reply); free(req.p); return; }
-    if (err && *err) dprintf(2, "%s", err);
-    if (strcmp(status, "ok") != 0) {
-        const char *code = field(reply, len, "code");
-        exit(code ? atoi(code) : EXIT_INVALID);
-    }
-    const char *ticket = field(reply, len, "ticket");
     /* runc gets the command line the daemon rebuilt from the parsed one, never ours as it was */
     size_t nargs = 0;
     for (const char *p = reply; p < reply + len; p += strlen(p) + 1)
         if (strncmp(p, "arg=", 4) == 0) nargs++;
-    if (nargs == 0) { free(reply); free(req.p); return; }
+    if (strcmp(status, "ok") == 0 && nargs == 0) { free(reply); free(req.p); return; }
+    relay(reply, len); /* the daemon has written the audit record before it answered */
+    if (strcmp(status, "ok") != 0) exit(documented(field(reply, len, "code")));
+    const char *ticket = field(reply, len, "ticket");
     char **rargv = calloc(nargs + 2, sizeof *rargv);
     if (!rargv) die(EXIT_INVALID, "out of memory");
     size_t k = 0;
@@ -358,10 +516,9 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     size_t olen = 0;
     char *oreply = daemon_call(sock, &out, &olen);
     const char *ostatus = oreply ? field(oreply, olen, "status") : NULL;
-    const char *oerr = oreply ? field(oreply, olen, "stderr") : NULL;
     const char *cleanup = oreply ? field(oreply, olen, "cleanup") : NULL;
     int recorded = ostatus && strcmp(ostatus, "ok") == 0;
-    if (oerr && *oerr) dprintf(2, "%s", oerr);
+    if (oreply) relay(oreply, olen);
     if (!ostatus) {
         say("the sandbox daemon did not record the outcome of runc %s", argv[sub]);
         cleanup = "1"; /* a create that cannot be recorded must not leave a container behind */
@@ -421,10 +578,13 @@ static void exec_python(int argc, char **argv, const char *self_path) {
     for (int i = 1; i < argc; i++) args[n++] = argv[i];
     args[n] = NULL;
     if (strchr(python, '/')) execv(python, args); else execvp(python, args);
-    die(EXIT_NOT_FOUND, "cannot execute %s: %s", python, strerror(errno));
+    int e = errno;
+    die(e == ENOENT ? EXIT_NOT_FOUND : 126, "cannot execute %s: %s", python, strerror(e));
 }
 
 int main(int argc, char **argv) {
+    standard_fds(); /* before anything is opened */
+    find_runc_log(argc, argv);
     /* a runc that is this program again (a copy installed as `runc` on PATH) must not loop */
     const char *active = getenv("SANDBOX_RUNC_SHIM_ACTIVE");
     if (active && *active)
@@ -458,5 +618,6 @@ int main(int argc, char **argv) {
     }
     argv[0] = real;
     execv(real, argv);
-    die(126, "cannot execute runc at %s: %s", real, strerror(errno));
+    int e = errno;
+    die(e == ENOENT ? EXIT_NOT_FOUND : 126, "cannot execute runc at %s: %s", real, strerror(e));
 }

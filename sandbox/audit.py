@@ -28,11 +28,12 @@ from .errors import AuditError, AuditIntegrityError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 
 DEFAULT_PATH = "/var/log/sandbox/audit.jsonl"
+DEFAULT_DIR = os.path.dirname(DEFAULT_PATH)  # made at first use (0700) however the log is named
 GENESIS = "0" * 64
 EVENTS = frozenset({"profile_resolved", "decision", "refused", "created", "started", "verified", "exited",
                     "deleted", "error", "rotated", "sealed"})
@@ -289,7 +290,8 @@ class AuditLog:
     """Appends chained records to one JSON Lines file, safely across processes."""
 
     def __init__(self, path: str, *, hmac_key_file: str | None = None, on_failure: str = "fail",
-                 max_bytes: int | None = None, keep: int = 5, create_dir: bool = False) -> None:
+                 max_bytes: int | None = None, keep: int = 5, create_dir: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
         if on_failure not in ("fail", "warn"):
             raise ValueError("on_failure must be 'fail' or 'warn'")
         if keep < 1:
@@ -299,6 +301,7 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self.create_dir = create_dir
+        self.warn = warn  # where an on_failure=warn warning goes (default: stderr)
         self.key = load_key(hmac_key_file) if hmac_key_file else None  # misconfiguration: always fatal
         self.host = os.uname().nodename
 
@@ -313,9 +316,13 @@ class AuditLog:
         except AuditError as e:
             if self.on_failure != "warn":
                 raise
-            import sys
+            msg = f"{e}; continuing without audit (on_audit_failure: warn)"
+            if self.warn is not None:
+                self.warn(msg)
+            else:
+                import sys
 
-            sys.stderr.write(f"sandbox: warning: {e}; continuing without audit (on_audit_failure: warn)\n")
+                sys.stderr.write(f"sandbox: warning: {msg}\n")
             return []
 
     def seal(self) -> dict[str, Any]:
@@ -427,8 +434,10 @@ class AuditLog:
             if not create:
                 raise
         d = os.path.dirname(self.path)
-        if self.create_dir:
-            os.makedirs(d or ".", mode=0o700, exist_ok=True)
+        if d and (self.create_dir or d == DEFAULT_DIR):
+            from .dirs import ensure_dir
+
+            ensure_dir(d, 0o700)  # root's own: records name every container's workload and profile
         elif d and not os.path.isdir(d):
             raise AuditError(f"cannot write audit log {self.path}: directory {d} does not exist")
         fd = os.open(self.path, flags | os.O_CREAT, 0o600)

@@ -10,9 +10,16 @@ here, gets an answer, and runs runc itself, so runc stays a child of the engine'
 Protocol: a unix stream socket, one request per connection, NUL-separated `key=value` records;
 the client shuts down its write side, the daemon answers and closes.
   op=harden cwd= env=SANDBOX_*=… (repeated, SANDBOX_RUNC among them) arg=… (repeated)
-      -> status=ok ticket= cid= arg=… (the canonical runc argv to run, repeated)
-         |  status=refused code= stderr=  |  status=fallback why=
-  op=outcome ticket= code=        -> status=ok [cleanup=1]  |  status=error code= stderr= [cleanup=1]
+      -> status=ok ticket= cid= arg=… SAID  |  status=refused code= SAID  |  status=fallback why=
+  op=outcome ticket= code=        -> status=ok [cleanup=1] SAID  |  status=error code= SAID [cleanup=1]
+`arg=` (repeated) is the command line the client runs runc with: the one rebuilt from the parsed
+argv (sandbox.runc_cli), never the client's own.
+SAID is what is to be told, in order: `error=`/`warning=` records (one line each for runc's
+--log file) and `stderr=` (the text for stderr).  The daemon writes the audit record (it is
+the one that did the work, with the operator's audit log and key, before it answers); the
+client writes --log and stderr, because both are the engine's: a --log path is the engine's
+view (relative to the client's working directory, through its root), and stderr is the
+client's own descriptor.
   op=ping                         -> status=ok pid= served= socket=
   op=stop                         -> status=ok, then the daemon exits
 `cleanup=1` asks the client to `runc delete --force` the container it created (runc is only
@@ -161,7 +168,9 @@ class Daemon:
                     try:
                         self.handle(conn)
                     except Exception as e:  # one bad request (no answer: its client falls back), not the daemon
-                        sys.stderr.write(f"sandbox daemon: request dropped: {e.__class__.__name__}: {e}\n")
+                        from .shim import write_stderr
+
+                        write_stderr(f"sandbox daemon: request dropped: {e.__class__.__name__}: {e}\n")
                     finally:
                         self.busy = False
         except KeyboardInterrupt:
@@ -252,15 +261,16 @@ class Daemon:
             bundle = shim.prepare_bundle()
             return 0
 
+        shim.said = []
         with _ClientContext(env, cwd) as err:
             code = shim.guarded(prepare)
         if code != 0:
-            return [("status", "refused"), ("code", str(code)), ("stderr", err.getvalue())]
+            return [("status", "refused"), ("code", str(code)), *_said(shim.said, err.getvalue())]
         ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,
                              "profile": shim.profile.name, "sha256": shim.profile.sha256})
         # the client runs runc with this argv, not its own: what was decided is what runs
         return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
-                ("stderr", err.getvalue()), *(("arg", a) for a in shim.runc_argv)]
+                *_said(shim.said, err.getvalue()), *(("arg", a) for a in shim.runc_argv)]
 
     def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from types import SimpleNamespace
@@ -273,10 +283,12 @@ class Daemon:
         runc_code = int(_first(req, "code", "1"))
         shim = _Shim(parse(t["argv"]))
         shim.served_by = "daemon"
+        shim.said = []
 
         def finish() -> int:
             shim.load()
             shim.profile = SimpleNamespace(name=t["profile"], sha256=t["sha256"])
+            shim.bundle = t["bundle"]
             shim.finish_bundle(t["bundle"], runc_code)
             return 0
 
@@ -284,8 +296,16 @@ class Daemon:
             code = shim.guarded(finish)
         cleanup = [("cleanup", "1")] if shim.cleanup_wanted else []
         if code != 0:
-            return [("status", "error"), ("code", str(code)), ("stderr", err.getvalue()), *cleanup]
-        return [("status", "ok"), *cleanup]
+            return [("status", "error"), ("code", str(code)), *_said(shim.said, err.getvalue()), *cleanup]
+        return [("status", "ok"), *_said(shim.said, err.getvalue()), *cleanup]
+
+
+def _said(said: list[tuple[str, str]], captured: str) -> list[tuple[str, str]]:
+    """What the client is to tell: a --log line per message, then the whole text for stderr."""
+    from .shim import stderr_line
+
+    text = captured + "".join(stderr_line(level, msg) for level, msg in said)
+    return [*((level, msg.replace("\0", " ")) for level, msg in said), ("stderr", text.replace("\0", " "))]
 
 
 class _ClientContext:

@@ -26,21 +26,23 @@ class Finding:
 
 Rule = Callable[[Profile], Iterator[Finding]]
 RULES: list[tuple[str, str, Rule]] = []
+RULE_FIELDS: dict[str, str] = {}  # rule id -> the field (or section) it is about, as sandbox.fields names it
 
 
-def rule(rule_id: str, severity: str) -> Callable[[Rule], Rule]:
+def rule(rule_id: str, severity: str, field: str) -> Callable[[Rule], Rule]:
     def register(fn: Rule) -> Rule:
         RULES.append((rule_id, severity, fn))
+        RULE_FIELDS[rule_id] = field
         return fn
     return register
 
 
-def _f(rule_id: str, message: str, field: str) -> Finding:
+def _f(rule_id: str, message: str) -> Finding:
     sev = next(s for i, s, _ in RULES if i == rule_id)
-    return Finding(rule_id, sev, message, field)
+    return Finding(rule_id, sev, message, RULE_FIELDS[rule_id])
 
 
-@rule("SBX001", "high")
+@rule("SBX001", "high", "capabilities")
 def dangerous_capability(p: Profile) -> Iterator[Finding]:
     """SBX001 dangerous capability allowed.
 
@@ -51,10 +53,10 @@ def dangerous_capability(p: Profile) -> Iterator[Finding]:
     """
     for c in p.capabilities:
         if c in tables.DANGEROUS_CAPABILITIES:
-            yield _f("SBX001", f"{c} is allowed; it amounts to host root or an easy escape", "capabilities")
+            yield _f("SBX001", f"{c} is allowed; it amounts to host root or an easy escape")
 
 
-@rule("SBX002", "high")
+@rule("SBX002", "high", "seccomp.base")
 def seccomp_none(p: Profile) -> Iterator[Finding]:
     """SBX002 no seccomp filter.
 
@@ -62,10 +64,10 @@ def seccomp_none(p: Profile) -> Iterator[Finding]:
     kernel's whole attack surface.  Fix: `base: runtime-default`.
     """
     if p.seccomp.base == "none" and not p.seccomp.deny and not p.seccomp.rules:
-        yield _f("SBX002", "seccomp base is 'none': every syscall is reachable", "seccomp.base")
+        yield _f("SBX002", "seccomp base is 'none': every syscall is reachable")
 
 
-@rule("SBX003", "medium")
+@rule("SBX003", "medium", "filesystem.readonly_rootfs")
 def writable_root(p: Profile) -> Iterator[Finding]:
     """SBX003 writable root filesystem.
 
@@ -73,30 +75,30 @@ def writable_root(p: Profile) -> Iterator[Finding]:
     binaries.  Fix: `filesystem.readonly_rootfs: true` and tmpfs for scratch space.
     """
     if not p.filesystem.readonly_rootfs:
-        yield _f("SBX003", "the root filesystem stays writable", "filesystem.readonly_rootfs")
+        yield _f("SBX003", "the root filesystem stays writable")
 
 
-@rule("SBX004", "medium")
+@rule("SBX004", "medium", "resources.memory")
 def no_memory_limit(p: Profile) -> Iterator[Finding]:
     """SBX004 no memory limit.
 
     Without `resources.memory.max` one container can exhaust the host's memory.
     """
     if p.resources.memory == Limit():
-        yield _f("SBX004", "no memory limit: a container may use all host memory", "resources.memory")
+        yield _f("SBX004", "no memory limit: a container may use all host memory")
 
 
-@rule("SBX005", "medium")
+@rule("SBX005", "medium", "resources.pids")
 def no_pids_limit(p: Profile) -> Iterator[Finding]:
     """SBX005 no pids limit.
 
     Without `resources.pids.max` a fork bomb in one container takes the host down.
     """
     if p.resources.pids == Limit():
-        yield _f("SBX005", "no pids limit: a fork bomb can exhaust the host's process table", "resources.pids")
+        yield _f("SBX005", "no pids limit: a fork bomb can exhaust the host's process table")
 
 
-@rule("SBX006", "medium")
+@rule("SBX006", "medium", "seccomp.base")
 def deny_list_seccomp(p: Profile) -> Iterator[Finding]:
     """SBX006 deny-list seccomp.
 
@@ -104,10 +106,10 @@ def deny_list_seccomp(p: Profile) -> Iterator[Finding]:
     ones new kernels add.  An allow-list (`base: runtime-default`) fails closed.
     """
     if p.seccomp.base == "none" and (p.seccomp.deny or p.seccomp.rules):
-        yield _f("SBX006", "seccomp is a deny-list: every syscall not named is allowed", "seccomp.base")
+        yield _f("SBX006", "seccomp is a deny-list: every syscall not named is allowed")
 
 
-@rule("SBX007", "high")
+@rule("SBX007", "high", "no_new_privileges")
 def privilege_escalation(p: Profile) -> Iterator[Finding]:
     """SBX007 privilege escalation allowed.
 
@@ -115,10 +117,10 @@ def privilege_escalation(p: Profile) -> Iterator[Finding]:
     privileges inside the container.
     """
     if not p.no_new_privileges:
-        yield _f("SBX007", "no_new_privileges is off: setuid binaries can raise privileges", "no_new_privileges")
+        yield _f("SBX007", "no_new_privileges is off: setuid binaries can raise privileges")
 
 
-@rule("SBX008", "low")
+@rule("SBX008", "low", "user")
 def root_without_userns(p: Profile) -> Iterator[Finding]:
     """SBX008 root without a user namespace.
 
@@ -126,10 +128,10 @@ def root_without_userns(p: Profile) -> Iterator[Finding]:
     elsewhere.  Fix: `user.run_as_non_root: true` or `user.user_namespace: required`.
     """
     if not p.user.run_as_non_root and p.user.user_namespace != "required":
-        yield _f("SBX008", "containers may run as host root (no user namespace required)", "user")
+        yield _f("SBX008", "containers may run as host root (no user namespace required)")
 
 
-@rule("SBX009", "low")
+@rule("SBX009", "low", "mode")
 def complain_mode(p: Profile) -> Iterator[Finding]:
     """SBX009 complain mode.
 
@@ -137,10 +139,10 @@ def complain_mode(p: Profile) -> Iterator[Finding]:
     to run.
     """
     if p.mode == "complain":
-        yield _f("SBX009", "mode is complain: decisions are recorded, nothing is enforced", "mode")
+        yield _f("SBX009", "mode is complain: decisions are recorded, nothing is enforced")
 
 
-@rule("SBX010", "medium")
+@rule("SBX010", "medium", "hooks.allow")
 def host_hooks(p: Profile) -> Iterator[Finding]:
     """SBX010 host hooks allowed.
 
@@ -148,10 +150,10 @@ def host_hooks(p: Profile) -> Iterator[Finding]:
     the trusted base.
     """
     for h in p.hooks.allow:
-        yield _f("SBX010", f"hook {h} may run on the host as root", "hooks.allow")
+        yield _f("SBX010", f"hook {h} may run on the host as root")
 
 
-@rule("SBX011", "medium")
+@rule("SBX011", "medium", "devices.allow")
 def host_devices(p: Profile) -> Iterator[Finding]:
     """SBX011 host devices allowed.
 
@@ -159,10 +161,10 @@ def host_devices(p: Profile) -> Iterator[Finding]:
     interfaces.
     """
     for d in p.devices.allow:
-        yield _f("SBX011", f"host device {d} may be added", "devices.allow")
+        yield _f("SBX011", f"host device {d} may be added")
 
 
-@rule("SBX012", "high")
+@rule("SBX012", "high", "namespaces.required")
 def host_namespaces(p: Profile) -> Iterator[Finding]:
     """SBX012 host namespace allowed.
 
@@ -171,10 +173,10 @@ def host_namespaces(p: Profile) -> Iterator[Finding]:
     """
     for ns in ("pid", "network", "mount", "ipc", "uts"):
         if ns not in p.namespaces.required:
-            yield _f("SBX012", f"a container may share the host's {ns} namespace", "namespaces.required")
+            yield _f("SBX012", f"a container may share the host's {ns} namespace")
 
 
-@rule("SBX013", "low")
+@rule("SBX013", "low", "filesystem.bind_mounts.readonly")
 def writable_binds(p: Profile) -> Iterator[Finding]:
     """SBX013 writable bind mounts.
 
@@ -182,10 +184,10 @@ def writable_binds(p: Profile) -> Iterator[Finding]:
     Fix: `filesystem.bind_mounts.readonly: true`.
     """
     if not p.filesystem.bind_readonly:
-        yield _f("SBX013", "host bind mounts may be writable", "filesystem.bind_mounts.readonly")
+        yield _f("SBX013", "host bind mounts may be writable")
 
 
-@rule("SBX014", "high")
+@rule("SBX014", "high", "seccomp.allow")
 def dangerous_syscall_allowed(p: Profile) -> Iterator[Finding]:
     """SBX014 dangerous syscall explicitly allowed.
 
@@ -197,20 +199,20 @@ def dangerous_syscall_allowed(p: Profile) -> Iterator[Finding]:
                  "userfaultfd", "perf_event_open", "unshare", "setns", "pivot_root", "swapon", "reboot"}
     for n in p.seccomp.allow:
         if n in dangerous:
-            yield _f("SBX014", f"seccomp.allow re-opens {n}", "seccomp.allow")
+            yield _f("SBX014", f"seccomp.allow re-opens {n}")
 
 
-@rule("SBX015", "low")
+@rule("SBX015", "low", "resources.cpu")
 def no_cpu_limit(p: Profile) -> Iterator[Finding]:
     """SBX015 no CPU limit.
 
     Without `resources.cpu.max` one container can starve the others.
     """
     if p.resources.cpu == Limit():
-        yield _f("SBX015", "no CPU limit", "resources.cpu")
+        yield _f("SBX015", "no CPU limit")
 
 
-@rule("SBX016", "high")
+@rule("SBX016", "high", "seccomp.deny")
 def incomplete_deny_list(p: Profile) -> Iterator[Finding]:
     """SBX016 deny list misses another entry point to the same operation.
 
@@ -219,12 +221,19 @@ def incomplete_deny_list(p: Profile) -> Iterator[Finding]:
     same trap.  Name every member of the family (the message lists them).
     """
     for name, rest in tables.missing_family_members(p.seccomp.deny):
-        yield _f("SBX016", f"{name} is denied but {', '.join(rest)} still reach that operation",
-                 "seccomp.deny")
+        yield _f("SBX016", f"{name} is denied but {', '.join(rest)} still reach that operation")
 
 
 def lint(profile: Profile) -> list[Finding]:
     return [f for _, _, fn in RULES for f in fn(profile)]
+
+
+def rules_by_field() -> dict[str, list[str]]:
+    """Field (or section) name -> the ids of the rules about it, for the reference tables."""
+    out: dict[str, list[str]] = {}
+    for rule_id, field in RULE_FIELDS.items():
+        out.setdefault(field, []).append(rule_id)
+    return out
 
 
 def rule_docs() -> list[tuple[str, str, str]]:

@@ -3,9 +3,16 @@
 The POSIX sh dispatcher (bin/sandbox-runc) execs the real runc directly for every
 other subcommand, so passthrough never starts Python.  This module is only
 reached for the subcommands that carry something to harden.  It never writes to
-standard output (engines parse runc's), keeps unknown config.json fields, and
-reports a refusal both on stderr and in runc's --log file in the requested
---log-format, so the engine shows the person why.
+standard output (engines parse runc's) and keeps unknown config.json fields.
+
+A refusal or error is told in this order, each step whatever became of the one before: the
+audit record, runc's --log file (in --log-format, as runc writes it; containerd and the CRI
+show the person its last error), then stderr (podman and Docker show it).  Engines hand the
+runtime any stdio: closed descriptors, /dev/null opened read-only (containerd's shim for a
+process without stdio, e.g. every pod's pause container), a full disk, a pipe whose reader is
+gone.  None of that may lose the reason or change the exit code: sandbox-runc exits 0 or runc's
+own status when runc ran, else 1, 126 (runc cannot be executed) or 127 (runc not found);
+docs/integrations.md lists them.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import EXIT_INVALID, PolicyRefusal, SandboxError
+from .errors import EXIT_CANNOT_INVOKE, EXIT_INVALID, EXIT_NOT_FOUND, PolicyRefusal, SandboxError
 from .runc_cli import Invocation, parse
 
 TYPE_CHECKING = False
@@ -26,9 +33,86 @@ APPLIED_ANNOTATION_SUFFIX = ".applied"
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    standard_fds()
     args = list(sys.argv[1:] if argv is None else argv)
-    shim = _Shim(parse(args))
-    sys.exit(shim.guarded(lambda: shim.dispatch(args)))
+    shim = _Shim(Invocation(args))
+
+    def run() -> int:
+        shim.inv = parse(args)
+        return shim.dispatch(args)
+
+    exit_quietly(shim.guarded(run))
+
+
+def standard_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2, first thing.
+
+    Otherwise the next file opened (the audit log, runc's --log, config.json) takes that number
+    and what is later written to "stderr" lands in it.  Open descriptors are left as they are,
+    even read-only ones: they are the engine's, and runc's stdio.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            new = os.open("/dev/null", os.O_RDWR)
+        except OSError:
+            try:
+                new = os.open("/", os.O_RDONLY | os.O_DIRECTORY)  # holds the number; nothing can be written to it
+            except OSError:
+                continue
+        if new != fd:
+            os.dup2(new, fd)  # inheritable
+            os.close(new)
+        else:
+            os.set_inheritable(fd, True)  # runc gets it as its own stdio
+
+
+def exit_quietly(code: int) -> NoReturn:
+    """Exit with `code` whatever stdout and stderr are: a failed flush at exit makes Python exit 120."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            setattr(sys, name, None)  # what cannot be written is dropped, not retried at exit
+    sys.exit(code)
+
+
+def exit_code(e: SandboxError) -> int:
+    """sandbox-runc's own exit codes (docs/integrations.md): 127 runc not found, 126 runc cannot be
+    executed, 1 everything else (a refusal, bad input, an audit record that cannot be written)."""
+    return e.exit_code if e.exit_code in (EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND) else EXIT_INVALID
+
+
+def write_stderr(text: str) -> None:
+    """Write to fd 2 if it takes it (closed, read-only, full, a pipe without a reader: dropped)."""
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(2, data):]
+    except OSError:
+        pass
+
+
+def tell(level: str, msg: str, log: str | None, log_format: str | None) -> None:
+    """runc's --log file first (the engine reads it), then stderr; each whatever became of the other."""
+    note = ""
+    if log:
+        try:
+            write_runc_log(log, log_format or "text", msg, level)
+        except OSError as e:
+            note = f"sandbox-runc: cannot write runc log {log}: {e.strerror}\n"
+    write_stderr(stderr_line(level, msg) + note)
+
+
+def stderr_line(level: str, msg: str) -> str:
+    return f"sandbox-runc: {'warning: ' if level == 'warning' else ''}{msg}\n"
 
 
 class _Shim:
@@ -38,8 +122,11 @@ class _Shim:
         self.runc = ""
         self.profile: Any = None
         self.audit: Any = None
+        self.bundle = ""  # once known: named in a refusal's or error's audit record
         self.temp_files: list[str] = []  # rewritten --process/--resources files: removed once runc returns
         self.served_by = ""  # "daemon" when the sandbox daemon does this work (recorded in the audit log)
+        # the daemon: what is to be said goes back to its client, which writes --log and stderr
+        self.said: list[tuple[str, str]] | None = None
         self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
         self.fd_pid: int | None = None  # whose descriptors runc inherits (the daemon's client), None: ours
         self.runc_argv: list[str] = []  # the canonical command line runc is given
@@ -63,12 +150,12 @@ class _Shim:
         return self.harden_update()
 
     def guarded(self, step: Callable[[], int]) -> int:
-        """Run `step`; a failure is reported where the engine shows it and becomes runc's exit code 1."""
+        """Run `step`; a failure is reported where the engine shows it and becomes a documented exit code."""
         try:
             return step()
         except SandboxError as e:
             self.report(e)
-            return EXIT_INVALID
+            return exit_code(e)
         except KeyboardInterrupt:
             return 130
         except Exception as e:  # never a traceback into an engine's log; fail closed with the reason
@@ -91,27 +178,36 @@ class _Shim:
 
             self.audit = AuditLog(self.op.audit_log, on_failure=self.op.on_audit_failure,
                                   hmac_key_file=self.op.audit_hmac_key_file, max_bytes=self.op.audit_max_bytes,
-                                  create_dir=True)
+                                  create_dir=True, warn=lambda m: self.say("warning", m))
         base = {"container_id": self.inv.container_id or "", "bundle": bundle,
                 "profile": getattr(self.profile, "name", ""), "profile_sha256": getattr(self.profile, "sha256", "")}
         self.audit.append([{**base, **e} for e in events])
 
     def report(self, e: SandboxError) -> None:
-        """Say why where the engine will show it: stderr and runc's --log file, in its format."""
+        """Record, then say why: the audit record first, then runc's --log file and stderr.
+
+        A record that cannot be written is said along with the reason; nothing here raises.
+        Without an operator config there is no audit log to write to (its path is unknown).
+        """
         msg = str(e)
-        sys.stderr.write(f"sandbox-runc: {msg}\n")
-        sys.stderr.flush()
-        log = self.inv.globals.get("log")
-        if log:
-            write_runc_log(log, self.inv.globals.get("log-format") or "text", msg)
         try:
             from .errors import AuditError
 
             if self.op is not None and not isinstance(e, AuditError):
                 self._audit([{"event": "refused" if isinstance(e, PolicyRefusal) else "error",
-                              "data": {"reason": msg, "subcommand": self.inv.subcommand}}])
-        except SandboxError as ae:
-            sys.stderr.write(f"sandbox-runc: {ae}\n")
+                              "data": {"reason": msg, "subcommand": self.inv.subcommand}}], self.bundle)
+        except Exception as ae:  # noqa: BLE001 - the reason is said whatever happened to its record
+            msg = f"{msg} [not in the audit log: {ae}]"
+        self.say("error", msg)
+
+    def say(self, level: str, msg: str) -> None:
+        try:
+            if self.said is not None:
+                self.said.append((level, msg))
+            else:
+                tell(level, msg, self.inv.globals.get("log"), self.inv.globals.get("log-format"))
+        except Exception:  # noqa: BLE001, S110 - nowhere left to say it; the exit code still does
+            pass
 
     def temp_json(self, beside: str, data: Any) -> str:
         path = _write_temp_json(beside, data)
@@ -132,7 +228,9 @@ class _Shim:
         except OSError as err:
             from .errors import RuncError
 
-            raise RuncError(f"cannot execute runc at {self.runc}: {err.strerror}") from None
+            e = RuncError(f"cannot execute runc at {self.runc}: {err.strerror}")
+            e.exit_code = EXIT_NOT_FOUND if isinstance(err, FileNotFoundError) else EXIT_CANNOT_INVOKE
+            raise e from None
 
     def spawn_runc(self, args: list[str]) -> int:
         """Run the real runc as a child (so the outcome can be audited), forwarding signals."""
@@ -255,7 +353,7 @@ class _Shim:
 
         inv = self.inv
         # runc reads <bundle>/config.json relative to its working directory, which is ours
-        bundle = os.path.abspath(inv.option("bundle") or ".")
+        bundle = self.bundle = os.path.abspath(inv.option("bundle") or ".")
         config = read_config(bundle)
         self.profile = self.select_profile(config)
         outcome = harden(self.profile, config, bundle)
@@ -344,6 +442,7 @@ class _Shim:
 
         inv = self.inv
         config, bundle = self._container()
+        self.bundle = bundle
         self.profile = self.select_profile(config)
         decisions: list[Any] = []
         # the container's process as runc reads it from the bundle's config.json (hardened at create)
@@ -379,6 +478,7 @@ class _Shim:
 
         inv = self.inv
         config, bundle = self._container()
+        self.bundle = bundle
         self.profile = self.select_profile(config)
         decisions: list[Any] = []
         res_file = inv.option("resources")
@@ -475,24 +575,54 @@ def _write_temp_json(beside: str, data: Any) -> str:
     return path
 
 
-def write_runc_log(path: str, fmt: str, msg: str) -> None:
-    """Append an error line to runc's log file the way runc (logrus) writes it."""
+def runc_log_line(fmt: str, level: str, msg: str, when: float) -> str:
+    """One line as runc 1.1 writes its --log (logrus, RFC 3339 time): JSON for `json`, else text."""
     import time
 
-    from . import _fastjson as json
-
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
     if fmt == "json":
-        line = json.dumps({"level": "error", "msg": msg, "time": stamp})
-    else:
-        line = f'time="{stamp}" level=error msg={json.dumps(msg)}'
+        from . import _fastjson as json
+
+        return json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+    return f'time="{stamp}" level={level} msg={go_quote(msg)}\n'
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote, as logrus's text format quotes a value (a byte that was not UTF-8: \\xNN)."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
+        elif 0xDC80 <= o <= 0xDCFF:  # surrogateescape: an undecodable byte
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def write_runc_log(path: str, fmt: str, msg: str, level: str = "error") -> None:
+    """Append one line to runc's --log file the way runc writes it; OSError if it cannot be written.
+
+    One write(2) with O_APPEND, so a line is never interleaved with runc's own; O_NONBLOCK so
+    that a FIFO put there cannot hang the engine.
+    """
+    import time
+
+    data = runc_log_line(fmt, level, msg, time.time()).encode("utf-8", "backslashreplace")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-    except OSError as e:
-        sys.stderr.write(f"sandbox-runc: cannot write runc log {path}: {e.strerror}\n")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

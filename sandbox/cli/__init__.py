@@ -36,11 +36,12 @@ def _register() -> None:
     from .audit_cmd import audit
     from .check_cmd import apply_cmd, check
     from .daemon_cmd import daemon
+    from .doctor_cmd import doctor
     from .profile_cmd import profile
     from .run_cmd import run
     from .verify_cmd import verify
 
-    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon):
+    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon, doctor):
         cli.add_command(cmd)
 
 

@@ -35,7 +35,9 @@ def _path(path: str | None) -> str:
 def run(path: str | None, idle_timeout: float) -> None:
     """Serve in the foreground (for a service manager); stops on SIGTERM or `sandbox daemon stop`."""
     from ..daemon import Daemon
+    from ..shim import standard_fds
 
+    standard_fds()  # a service manager may start it with fds closed: the socket must not take one
     d = Daemon(_path(path), idle_timeout=idle_timeout)
     d.bind()
     click.echo(f"sandbox daemon: listening on {d.path} (pid {os.getpid()})", err=True)
@@ -49,7 +51,9 @@ def run(path: str | None, idle_timeout: float) -> None:
 def start(path: str | None, idle_timeout: float, log: str) -> None:
     """Start the daemon in the background and return once it answers."""
     from ..daemon import Daemon, ping
+    from ..shim import standard_fds
 
+    standard_fds()
     d = Daemon(_path(path), idle_timeout=idle_timeout)
     d.bind()  # errors (already running, unsafe directory) are reported here, in the foreground
     pid = os.fork()

@@ -140,7 +140,9 @@ class _Runner:
         proc["terminal"] = tty
         config.setdefault("root", {})["path"] = rootfs_path
         state_dir = os.environ.get("SANDBOX_STATE_DIR", DEFAULT_STATE_DIR)
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        from ..dirs import ensure_dir
+
+        ensure_dir(state_dir, 0o700)
         outcome = harden(self.profile, config, None)
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,

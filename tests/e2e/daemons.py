@@ -31,7 +31,9 @@ import time
 
 # Directories the engines create at fixed host paths whatever their configuration.
 HOST_DIRS = ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd",
-             "/run/docker/plugins", "/run/docker")
+             "/run/docker/plugins", "/run/docker",
+             # the CNI library's result cache (containerd's CRI plugin, with no setting to move it)
+             "/var/lib/cni/results", "/var/lib/cni")
 
 # -- an OCI image of a rootfs, with no registry ------------------------------------------------
 
@@ -349,15 +351,16 @@ class Containerd(_Daemon):
         self.runc_root = os.path.join(self.base, "runc")  # for `ctr run --runc-root`
         self.fifo_dir = os.path.join(self.base, "fifo")  # for `ctr run/exec --fifo-dir`
 
-    def start(self):
-        for d in (self.root, self.state, self.runc_root, self.fifo_dir):
-            os.makedirs(d, exist_ok=True)
-        with open(self.config, "w") as f:
-            f.write(f'''version = 2
+    def config_text(self):
+        """containerd's config.toml: private root, state, sockets and opt dir; no CRI plugin."""
+        return f'''version = 2
 root = "{self.root}"
 state = "{self.state}"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
+''' + self._common_config()
 
+    def _common_config(self):
+        return f'''
 [grpc]
   address = "{self.socket}"
 
@@ -373,7 +376,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 # not /opt/containerd
 [plugins."io.containerd.internal.v1.opt"]
   path = "{os.path.join(self.base, 'opt')}"
-''')
+'''
+
+    def start(self):
+        for d in (self.root, self.state, self.runc_root, self.fifo_dir):
+            os.makedirs(d, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write(self.config_text())
         self._spawn(["containerd", "--config", self.config])
         wait_until_ready(self.socket, self.proc, self.log, timeout=30)
         return self

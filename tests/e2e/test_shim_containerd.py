@@ -16,7 +16,16 @@ import pytest
 
 from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.daemons import Containerd, logging_runtime, oci_image_tar, read_argv_log
-from tests.e2e.engines import ANNOTATION, audit_records, operator_config, require_tool, shim_path, status_caps
+from tests.e2e.engines import (
+    ANNOTATION,
+    audit_records,
+    operator_config,
+    require_tool,
+    shim_path,
+    start_daemon,
+    status_caps,
+    stop_daemon,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +38,9 @@ BASELINE_CAPS = {"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER
 
 
 class _Engine:
-    def __init__(self, daemon, runtime, quiet_runtime, audit, argv_log):
+    def __init__(self, daemon, runtime, quiet_runtime, audit, argv_log, config):
         self.daemon = daemon
+        self.config = config  # the operator config
         self.runtime = runtime
         self.quiet_runtime = quiet_runtime  # the same, with the runtime's stderr thrown away
         self.audit = audit
@@ -71,7 +81,7 @@ def containerd(_e2e_state, demo_rootfs, tmp_path_factory):
         res = daemon.ctr("images", "import", tar)
         assert res.returncode == 0, res.stderr
         assert {IMAGE, APP_IMAGE} <= set(daemon.ctr("images", "ls", "-q").stdout.split())
-        yield _Engine(daemon, runtime, quiet, conf["audit"], argv_log)
+        yield _Engine(daemon, runtime, quiet, conf["audit"], argv_log, conf["path"])
     finally:
         daemon.stop()
 
@@ -190,7 +200,6 @@ def test_forbidden_bind_mount_refused_with_reason_shown_by_ctr(ctrd):
     assert res.returncode != 0
     assert "root:" not in res.stdout
     assert "refused by sandbox profile baseline" in res.stderr and "/etc" in res.stderr, res.stderr
-    assert "OCI runtime create failed" in res.stderr
     assert [r["event"] for r in ctrd.records(cid)][-1] == "refused"
     assert cid not in ctrd.ctr("task", "ls", "-q").stdout.split()
     assert cid not in ctrd.ctr("containers", "ls", "-q").stdout.split()
@@ -213,3 +222,56 @@ def test_audit_log_verifies(ctrd):
     ok = subprocess.run([sys.executable, "-m", "sandbox", "audit", "verify", ctrd.audit], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+PROBE = """import fcntl, os, sys
+with open(sys.argv[1], "a") as f:
+    for n in (1, 2):
+        f.write(f"{n} {os.readlink(f'/proc/self/fd/{n}')} {fcntl.fcntl(n, fcntl.F_GETFL) & os.O_ACCMODE}\\n")
+"""
+
+
+def _stdio_probe_runtime(ctrd, work, probe, daemon_socket):
+    """A runtime that notes where its stdout and stderr point and how they are open, then is sandbox-runc."""
+    (work / "probe.py").write_text(PROBE)
+    path = work / "runc"
+    path.write_text(f"#!/bin/sh\n{sys.executable} -I {work / 'probe.py'} {probe}\n"
+                    f"SANDBOX_CONFIG={ctrd.config} SANDBOX_DAEMON_SOCKET={daemon_socket} exec {shim_path()} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("path", ["python", "daemon"])
+def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd, tmp_path, path, request):
+    """Issue 12: containerd's shim starts the runtime of a process without stdio (`ctr run --null-io`;
+    every pod's pause container) with stdout and stderr on /dev/null opened read-only.  sandbox-runc
+    used to die flushing stderr (exit status 120), with no reason for ctr and no audit record."""
+    probe = tmp_path / "stdio"
+    sock = "off"
+    if path == "daemon":
+        sock, proc = start_daemon(tmp_path)
+        request.addfinalizer(lambda: stop_daemon(proc))
+    runtime = _stdio_probe_runtime(ctrd, tmp_path, probe, sock)
+    cid = _new_id()
+    res = ctrd.run(cid, "--null-io", "--mount", "type=bind,src=/etc,dst=/hostetc,options=rbind:ro",
+                   cmd=("true",), runtime=runtime)
+    assert res.returncode != 0
+    create = probe.read_text().splitlines()[:2]  # the create call's
+    assert create == [f"1 /dev/null {os.O_RDONLY}", f"2 /dev/null {os.O_RDONLY}"], create
+    assert "refused by sandbox profile baseline: bind mount of /etc" in res.stderr, res.stderr
+    assert "exit status" not in res.stderr and "log.json: no such file" not in res.stderr
+    records = ctrd.records(cid)
+    assert records[-1]["event"] == "refused" and "bind mount of /etc" in records[-1]["data"]["reason"]
+    served = [r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"]
+    assert served == [None if path == "python" else "daemon"]
+    assert cid not in ctrd.ctr("task", "ls", "-q").stdout.split()
+    ctrd.ctr("containers", "rm", cid)
+
+def test_doctor_finds_this_containerd_and_reads_its_config(ctrd):
+    """doctor finds a running containerd by its process (psutil) and reads the config it was started with."""
+    from tests.e2e.engines import doctor_report
+
+    c = doctor_report({"SANDBOX_DAEMON_SOCKET": "off"})["by_name"]["engine containerd"]
+    mine = [r for r in c["data"]["running"] if r["pid"] == ctrd.daemon.proc.pid]
+    assert mine and mine[0]["config"] == ctrd.daemon.config, c["data"]["running"]
+    assert "running (pid" in c["found"]

@@ -93,6 +93,22 @@ def test_forbidden_bind_mount_refused_with_reason_shown_by_podman(podman, demo_r
     assert any(r["event"] == "refused" for r in _audit(podman.audit))
 
 
+def test_a_privileged_container_is_refused_with_one_concise_reason(podman, demo_rootfs):
+    """`podman run --privileged` under restricted: one clause with a count for the host devices, in the
+    first 200 characters podman shows, and a `refused` record, on the Python path and the daemon's."""
+    res = podman("run", "--rm", "--privileged", "--network", "none", *ULIMITS, "--annotation",
+                 f"{ANNOTATION}=restricted", "--rootfs", demo_rootfs, "true")
+    assert res.returncode != 0
+    at = res.stderr.index("refused by sandbox profile restricted: ")
+    reason = res.stderr[at:].splitlines()[0]
+    assert re.match(r"refused by sandbox profile restricted: privileged container: \d+ host devices outside the "
+                    r"profile's device allow-list \(/dev/", reason[:200]), res.stderr
+    records = _audit(podman.audit)
+    refused = [r for r in records if r["event"] == "refused"]
+    assert len(refused) == 1 and refused[0]["data"]["reason"] == reason
+    assert [r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"] == [podman.served_by]
+
+
 def test_podman_exec_privileged_does_not_get_past_the_profile(podman, demo_rootfs):
     name = f"sbx-{uuid.uuid4().hex[:8]}"
     res = podman("run", "-d", "--name", name, "--network", "none", *ULIMITS, "--user", "1000:1000",

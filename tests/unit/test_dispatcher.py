@@ -36,7 +36,7 @@ def _dispatch(dispatcher, tmp_path, *args, env=None, runc=True):
     if runc:
         e["SANDBOX_RUNC"] = str(_fake_runc(tmp_path / "fake-runc"))
     e.update(env or {})
-    return subprocess.run([*dispatcher, *args], capture_output=True, text=True, env=e, timeout=20)
+    return subprocess.run([*dispatcher, *args], capture_output=True, text=True, env=e, timeout=20, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("argv", [["state", "c1"], ["--root", "/r", "--log", "x", "list"], ["--version"],

@@ -38,6 +38,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from sandbox import fields
 from sandbox.bundle import read_config, read_json_file, spec_for_rootfs
 from sandbox.cli import cli
 from sandbox.errors import BundleError, ConfigError, ProfileError, SandboxError
@@ -98,27 +99,11 @@ def _write(path, data):
 
 HEADER = "apiVersion: sandbox/v1\nkind: Profile\nname: fuzz\n"
 
-# every key the loader knows, so generated profiles get past the unknown-key check into validation
-SECTIONS = {
-    "capabilities": None,
-    "no_new_privileges": None,
-    "mode": None,
-    "description": None,
-    "extends": None,
-    "apparmor": None,
-    "selinux": None,
-    "user": ("run_as_non_root", "user_namespace", "uid_mappings", "gid_mappings"),
-    "seccomp": ("base", "default_action", "default_errno", "deny", "allow", "rules"),
-    "filesystem": ("readonly_rootfs", "tmpfs", "forbidden_host_paths", "allowed_host_paths", "bind_mounts",
-                   "readonly_system_mounts", "masked_paths", "readonly_paths"),
-    "namespaces": ("required",),
-    "resources": ("memory", "pids", "cpu"),
-    "devices": ("allow",),
-    "sysctls": ("allow",),
-    "hooks": ("allow", "allow_engine_hooks"),
-}
-INNER_KEYS = ["max", "default", "path", "size", "options", "mode", "match", "container_id", "host_id", "size",
-              "names", "action", "args", "index", "value", "op", "errnoRet", "allow", "readonly", "nosuid_nodev"]
+# every key the loader knows (from the one declaration of fields), so generated profiles get past the
+# unknown-key check into validation
+SECTIONS = {key: (tuple(node) if isinstance(node, dict) else None) for key, node in fields.tree().items()
+            if key not in ("apiVersion", "kind", "name")}
+INNER_KEYS = sorted({k for f in fields.FIELDS for k in (*f.kind.keys(), *f.path[2:])} | {"allow"})
 ODD_STRINGS = ["", "512Mi", "1Gi", "500m", "1.5", "1e400", "-1", "0x10", "abc", "/", "/proc", "/etc/passwd",
                "relative/path", "CAP_SYS_ADMIN", "net_bind_service", "ALL", "errno", "kill", "allow",
                "SCMP_ACT_ALLOW", "EPERM", "mount", "ptrace", "required", "optional", "exact", "subtree",
