@@ -30,7 +30,6 @@ from sandbox.runc_cli import parse
 from sandbox.runc_policy import exec_process, flag_decisions, lsm_decisions
 from sandbox.tables import CAPABILITIES, CAPABILITY_NUMBERS
 from sandbox.transform import apply
-from tests.e2e.conftest import e2e_unavailable
 from tests.e2e.engines import PrivateRunc
 
 EXAMPLES = int(os.environ.get("SANDBOX_ARGV_EXAMPLES") or 30)
@@ -122,10 +121,8 @@ class World(dict):
 
 
 @pytest.fixture(scope="module")
-def world(_e2e_state, demo_rootfs, tmp_path_factory):
-    e2e, reason = _e2e_state
-    if reason:
-        e2e_unavailable(reason)
+def world(e2e_module, demo_rootfs, tmp_path_factory):
+    e2e = e2e_module
     tmp = tmp_path_factory.mktemp("exec-argv")
     os.chmod(tmp, 0o755)
     env = PrivateRunc(tmp, e2e, demo_rootfs, allowed_profiles=["restricted"])

@@ -73,6 +73,9 @@ def test_no_row_touched_the_host_state():
 # -- generated command lines: does runc run the subcommand the parser (and so the dispatchers) says? --
 
 EXAMPLES = int(os.environ.get("SANDBOX_ARGV_EXAMPLES") or 40)
+ARGV_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
+                         derandomize=not os.environ.get("SANDBOX_ARGV_EXAMPLES"),
+                         suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
 
 
 def classify(out):
@@ -93,8 +96,7 @@ def classify(out):
     return "other"
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("SANDBOX_ARGV_EXAMPLES"),
-          suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@ARGV_SETTINGS
 @given(argv=global_argvs(st))
 def test_generated_argv_run_by_real_runc_as_the_parser_says(e2e, tmp_path_factory, argv):
     tmp = tmp_path_factory.mktemp("argv")
@@ -115,8 +117,7 @@ def test_generated_argv_run_by_real_runc_as_the_parser_says(e2e, tmp_path_factor
     # --log-format): whatever the parser says is safe
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("SANDBOX_ARGV_EXAMPLES"),
-          suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@ARGV_SETTINGS
 @given(argv=subcommand_argvs(st))
 def test_generated_subcommand_flags_accepted_or_refused_as_runc_does(e2e, tmp_path_factory, argv):
     tmp = tmp_path_factory.mktemp("argv")

@@ -14,49 +14,17 @@ import uuid
 import pytest
 
 from sandbox.inspect import cap_names
-from tests.e2e.engines import PrivateRunc
+from tests.e2e.engines import capped_runc, running_container
 
 STATUS = 'cat /proc/$$/status; echo "CWD=$(readlink /proc/$$/cwd)"'
 PATH = "PATH=/bin"
-PROFILE = """apiVersion: sandbox/v1
-kind: Profile
-name: capped
-extends: restricted
-resources:
-  memory: {max: 256Mi, default: 128Mi}
-  pids: {max: 100, default: 50}
-  cpu: {max: 500m, default: 250m}
-"""
 MEM_MAX, PIDS_MAX = 256 << 20, 100
 
 
 @pytest.fixture(scope="module")
-def box(_e2e_state, demo_rootfs, tmp_path_factory):
-    from tests.e2e.conftest import e2e_unavailable
-
-    runc, reason = _e2e_state
-    if reason:
-        e2e_unavailable(reason)
-    tmp = tmp_path_factory.mktemp("bypass")
-    os.chmod(tmp, 0o755)
-    pdir = tmp / "profiles"
-    pdir.mkdir(mode=0o755)
-    (pdir / "capped.yaml").write_text(PROFILE)
-    os.chmod(pdir / "capped.yaml", 0o644)
-    env = PrivateRunc(tmp, runc, demo_rootfs, default_profile="capped", profile_dirs=[str(pdir)])
-    from sandbox.bundle import spec_for_rootfs
-
-    cfg = spec_for_rootfs(demo_rootfs, ["sleep", "3600"])
-    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
-    b = tmp / "bundle"
-    b.mkdir()
-    (b / "config.json").write_text(json.dumps(cfg))
-    cid = f"bypass-{uuid.uuid4().hex[:8]}"
-    res = env.run_shim("create", "--bundle", str(b), cid)
-    assert res.returncode == 0, res.stderr
-    subprocess.run([runc, "--root", env.root, "start", cid], check=True, timeout=60)
-    env.cid = cid
-    env.bundle_dir = str(b)
+def box(e2e_module, demo_rootfs, tmp_path_factory):
+    env = capped_runc(tmp_path_factory.mktemp("bypass"), e2e_module, demo_rootfs)
+    env.cid, env.bundle_dir = running_container(env, demo_rootfs, "bypass")
     yield env
     env.delete_all()
 

@@ -19,17 +19,8 @@ import uuid
 import pytest
 
 from sandbox.runc_cli import FORWARD, GLOBAL_FLAGS, HELP, PROFILE, REFUSE, SUBCOMMAND_ACTIONS, SUBCOMMAND_FLAGS
-from tests.e2e.engines import PrivateRunc
+from tests.e2e.engines import capped_runc, running_container
 
-PROFILE_YAML = """apiVersion: sandbox/v1
-kind: Profile
-name: capped
-extends: restricted
-resources:
-  memory: {max: 256Mi, default: 128Mi}
-  pids: {max: 100, default: 50}
-  cpu: {max: 500m, default: 250m}
-"""
 WRAPPER = """#!{python}
 import json, sys, os
 args = sys.argv[1:]
@@ -118,32 +109,20 @@ def rows():
 
 
 @pytest.fixture(scope="module")
-def table_env(_e2e_state, demo_rootfs, tmp_path_factory):
+def table_env(e2e_module, demo_rootfs, tmp_path_factory):
     from sandbox.bundle import spec_for_rootfs
-    from tests.e2e.conftest import e2e_unavailable
 
-    runc, reason = _e2e_state
-    if reason:
-        e2e_unavailable(reason)
     tmp = tmp_path_factory.mktemp("flagtable")
-    os.chmod(tmp, 0o755)
-    (tmp / "profiles").mkdir(mode=0o755)
-    (tmp / "profiles" / "capped.yaml").write_text(PROFILE_YAML)
-    os.chmod(tmp / "profiles" / "capped.yaml", 0o644)
     log = tmp / "runc-argv.jsonl"
     wrapper = tmp / "runc-wrapper"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, log=str(log), runc=runc))
+    wrapper.write_text(WRAPPER.format(python=sys.executable, log=str(log), runc=e2e_module))
     os.chmod(wrapper, 0o755)
-    env = PrivateRunc(tmp, str(wrapper), demo_rootfs, default_profile="capped",
-                      profile_dirs=[str(tmp / "profiles")])
+    env = capped_runc(tmp, str(wrapper), demo_rootfs)
     env.log = log
+    env.cid, env.bundle_dir = running_container(env, demo_rootfs, "table")
     cfg = spec_for_rootfs(demo_rootfs, ["sleep", "3600"])
     cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
     env.spec = cfg
-    env.bundle_dir = make_bundle(tmp, "main", cfg)
-    env.cid = f"table-{uuid.uuid4().hex[:8]}"
-    assert env.run_shim("create", "--bundle", env.bundle_dir, env.cid).returncode == 0
-    subprocess.run([runc, "--root", env.root, "start", env.cid], check=True, timeout=60)
     proc = dict(cfg["process"], args=["true"], noNewPrivileges=False)
     (tmp / "process.json").write_text(json.dumps(proc))
     (tmp / "resources.json").write_text(json.dumps({"memory": {"limit": 1 << 40}}))
