@@ -112,6 +112,7 @@ class Daemon:
         self.fingerprint = code_fingerprint()
         self.mnt_ns = _mount_ns("self")
         self.sock: socket.socket | None = None
+        self.reply_fds: list[int] = []  # sent with the answer in hand, then closed
 
     # -- life cycle ------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -140,7 +141,7 @@ class Daemon:
         self.sock = s
         self._bound_ino = os.lstat(self.path).st_ino
         # the first request must not pay for the imports: that is the point of the daemon
-        from . import audit, bundle, cache, opconfig, runc, service, shim  # noqa: F401
+        from . import audit, bundle, cache, engines, idpool, mountns, opconfig, runc, service, shim  # noqa: F401
 
     def serve_forever(self) -> None:
         import signal
@@ -214,7 +215,18 @@ class Daemon:
                 raise ValueError("request too large")
             chunks.append(b)
         req = decode(b"".join(chunks))
-        conn.sendall(encode(self.answer(req, pid)))
+        self.reply_fds = []
+        try:
+            data = encode(self.answer(req, pid))
+            if self.reply_fds:  # a detached rootfs view for the client to attach (SCM_RIGHTS)
+                import array
+
+                sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", self.reply_fds))])
+                data = data[sent:]
+            conn.sendall(data)
+        finally:
+            for fd in self.reply_fds:
+                os.close(fd)
 
     def answer(self, req: list[tuple[str, str]], pid: int) -> list[tuple[str, str]]:
         op = _first(req, "op")
@@ -239,7 +251,7 @@ class Daemon:
             return self.outcome(req)
         return [("status", "fallback"), ("why", f"unknown op {op!r}")]
 
-    def harden(self, req: list[tuple[str, str]], pid: int = 0) -> list[tuple[str, str]]:
+    def harden(self, req: list[tuple[str, str]], client_pid: int = 0) -> list[tuple[str, str]]:
         from . import _fastjson as json
         from .runc_cli import parse
         from .shim import _Shim
@@ -252,13 +264,29 @@ class Daemon:
             return [("status", "fallback"), ("why", "a command line runc refuses or a help request")]
         shim = _Shim(inv)
         shim.served_by = "daemon"
-        shim.fd_pid = pid or None  # runc inherits the client's descriptors, not ours
+        shim.fd_pid = client_pid or None  # runc inherits the client's descriptors, not ours
+        shim.creator_pid = client_pid  # the client runs runc: its life keeps an id range in use
         bundle = ""
+        prep_records: list[tuple[str, str]] = []
 
         def prepare() -> int:
             nonlocal bundle
             shim.load()
             bundle = shim.prepare_bundle()
+            prep = shim.prep
+            if prep is not None:
+                # a user namespace sandbox adds: the client attaches this view in a mount namespace of
+                # the runc it starts, and enters these namespaces (sandbox/mountns.py, csrc/sandbox-runc.c)
+                if prep.rootfs is not None:
+                    from .mountns import detached_rootfs
+
+                    try:
+                        self.reply_fds.append(detached_rootfs(prep.rootfs, prep.uid_mappings, prep.gid_mappings))
+                    except BaseException:
+                        shim.release_ids()
+                        raise
+                    prep_records.append(("mount_target", prep.rootfs.target))
+                prep_records.extend(("enter", f"{kind}:{path}") for kind, path in prep.enter)
             return 0
 
         shim.said = []
@@ -270,7 +298,7 @@ class Daemon:
                              "profile": shim.profile.name, "sha256": shim.profile.sha256})
         # the client runs runc with this argv, not its own: what was decided is what runs
         return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
-                *_said(shim.said, err.getvalue()), *(("arg", a) for a in shim.runc_argv)]
+                *_said(shim.said, err.getvalue()), *prep_records, *(("arg", a) for a in shim.runc_argv)]
 
     def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from types import SimpleNamespace

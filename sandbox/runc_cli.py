@@ -133,8 +133,8 @@ SUBCOMMAND_FLAGS: dict[str, tuple[FlagSpec, ...]] = {
     ),
     "exec": (
         _CONSOLE,
-        _f("cwd", STRING, PROFILE, "the process's cwd: a clean absolute path outside /proc, /sys and /dev "
-                                   "(CVE-2024-21626's /proc/self/fd/N)"),
+        _f("cwd", STRING, PROFILE, "process.cwd, checked as config.json's is (runc_mitigations: never through "
+                                   "/proc/*/fd, /proc/*/cwd, /proc/*/root or /dev/fd, CVE-2024-21626)"),
         _f("env, e", STRINGS, FORWARD, "appended to the process's environment"),
         _f("tty, t", BOOL, FORWARD, "process.terminal"),
         _f("user, u", STRING, PROFILE, "uid[:gid], checked as process.user (run_as_non_root); a value runc "

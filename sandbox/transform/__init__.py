@@ -15,14 +15,15 @@ from ..decisions import Outcome
 from ..hostfacts import HostFacts
 from .context import Context
 from .devices import devices
+from .fields import cgroups, config_fields, process_fields
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
-from .process import capabilities, cwd, lsm, no_new_privileges
+from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import seccomp
 from .sysctls import sysctls
-from .user import user
+from .user import user, userns_runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from ..profile import Profile
 
 
-# user before namespaces (it needs to know whether the bundle had a user namespace),
-# capabilities before seccomp (capability-conditional syscalls follow the final set).
+# config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
+# whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
+# syscalls follow the final set), process after capabilities (it empties the inheritable set),
+# userns_runtime last (it needs the final root.readonly, mounts and namespaces).
 STEPS: tuple[Callable[[Context], None], ...] = (
-    user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, lsm, cwd,
+    config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
+    sysctls, hooks, lsm, process_fields, cgroups, userns_runtime,
 )
 
 
@@ -51,7 +54,7 @@ def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = Non
         step(ctx)
     if profile.mode == "complain":
         return Outcome(config=_copy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
-    return Outcome(config=ctx.config, decisions=ctx.decisions)
+    return Outcome(config=ctx.config, decisions=ctx.decisions, prep=ctx.prep)
 
 
 def _copy(config: dict[str, Any]) -> dict[str, Any]:

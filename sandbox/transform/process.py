@@ -77,33 +77,3 @@ def lsm(ctx: Context) -> None:
             proc[field] = label
             ctx.decide(key, pointer("process", field), "set", before, label,
                        f"confine the process with the profile's {key} label", key)
-
-
-# runc creates these in every container's /dev, as links into /proc/self/fd
-_PROC_LINKS = ("/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr")
-
-
-def cwd(ctx: Context) -> None:
-    """The process's working directory: a clean absolute path away from /proc and /sys.
-
-    CVE-2024-21626: runc 1.1.11 and older leaked a host directory descriptor into the
-    container, and a cwd of /proc/self/fd/N put the process in the host's file tree.  The
-    runc installed here has the fix backported; refusing the shape is the second line
-    (a symlink inside the rootfs can still point there: that is runc's fix to catch).
-    """
-    proc = ctx.config.get("process")
-    path = proc.get("cwd") if isinstance(proc, dict) else None
-    if not isinstance(path, str) or not path.startswith("/"):
-        return  # runc itself refuses an empty or relative cwd
-    parts = path.split("/")
-    why = None
-    if ".." in parts:
-        why = "it contains '..'"
-    else:
-        clean = "/" + "/".join(p for p in parts if p not in ("", "."))
-        for top in ("/proc", "/sys", *_PROC_LINKS):
-            if clean == top or clean.startswith(top + "/"):
-                why = f"it lies in {top}, where the kernel's objects (and leaked host descriptors) are"
-                break
-    if why:
-        ctx.decide("cwd", "/process/cwd", "refuse", path, None, f"working directory {path} is refused: {why}")

@@ -16,6 +16,7 @@ Each outcome is counted; SANDBOX_ARGV_REPORT=PATH writes the counts as JSON.
 
 import json
 import os
+import posixpath
 import subprocess
 import uuid
 
@@ -30,6 +31,7 @@ from sandbox.runc_cli import parse
 from sandbox.runc_policy import exec_process, flag_decisions, lsm_decisions
 from sandbox.tables import CAPABILITIES, CAPABILITY_NUMBERS
 from sandbox.transform import apply
+from sandbox.transform.fields import proc_fd_path
 from tests.e2e.engines import PrivateRunc
 
 EXAMPLES = int(os.environ.get("SANDBOX_ARGV_EXAMPLES") or 30)
@@ -88,7 +90,12 @@ def kernel_view(proc):
         p2 = e2 = amb
     return {"Uid": [uid] * 4, "Gid": [gid] * 4, "Groups": sorted(set(user.get("additionalGids") or [])),
             "CapBnd": bnd, "CapPrm": p2, "CapEff": e2, "CapInh": inh, "CapAmb": amb, "NoNewPrivs": int(nnp),
-            "CWD": proc.get("cwd")}
+            "CWD": _resolved(proc.get("cwd"))}
+
+
+def _resolved(cwd):
+    """The working directory as readlink(/proc/<pid>/cwd) shows it (no symlinks in the paths tried)."""
+    return "/" + posixpath.normpath(cwd).lstrip("/") if isinstance(cwd, str) else cwd
 
 
 def observed(stdout):
@@ -274,7 +281,7 @@ def within_profile(view, profile):
         assert view["NoNewPrivs"] == 1
     if profile.user.run_as_non_root:
         assert view["Uid"][0] != 0
-    assert not view["CWD"].startswith("/proc")
+    assert not proc_fd_path(view["CWD"])  # CVE-2024-21626: never through a descriptor
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("SANDBOX_ARGV_EXAMPLES"),

@@ -105,10 +105,10 @@ def test_bypass_uid_wraparound_is_refused(box, user):
 
 
 @pytest.mark.parametrize("cwd", ["/proc/self/fd/3", "/proc/1/root", "/dev/fd/3", "/tmp/../proc/self/cwd",
-                                 "/proc/../proc/self/fd/5", "//proc/self/fd/3", "/sys/fs"])
+                                 "/proc/../proc/self/fd/5", "//proc/self/fd/3", "/proc/self/cwd"])
 def test_bypass_cwd_in_proc_cve_2024_21626_is_refused(box, cwd):
     res, _ = exec_status(box, f"--cwd={cwd}")
-    assert_refused(res, "working directory")
+    assert_refused(res, "CVE-2024-21626")
 
 
 def test_cwd_elsewhere_is_honoured(box):

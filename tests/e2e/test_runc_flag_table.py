@@ -58,7 +58,7 @@ SAMPLES = {
     ("run", "keep"): (["--keep"], "--keep"),
     ("run", "no-subreaper"): (["--no-subreaper"], "--no-subreaper"),
     ("exec", "console-socket"): (["--console-socket", "{tmp}/console.sock"], "--console-socket={tmp}/console.sock"),
-    ("exec", "cwd"): (["--cwd=/proc/self/fd/3"], "working directory"),
+    ("exec", "cwd"): (["--cwd=/proc/self/fd/3"], "CVE-2024-21626"),
     ("exec", "env"): (["-e", "A=1", "-e=B=2"], ("process", "env.-1", "B=2")),
     ("exec", "tty"): (["-t=false"], ("process", "terminal", False)),
     ("exec", "user"): (["--user", "0", "--user", "1000:5"], ("process", "user.gid", 5)),
