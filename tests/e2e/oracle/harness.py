@@ -231,22 +231,22 @@ class Oracle:
         cid = self.running(profile)
         tail = ["/probe", "oracle", self.name] if tail is None else tail
         rc, out, err = self._shim(["exec", *exec_argv, cid, *tail], self._env(profile), timeout)
-        result = self._outcome(rc, out, err)
-        self._judge(result, profile)
-        self.exec_stats[result.outcome] += 1
-        if result.breaches:
-            self.exec_stats["breached"] += 1
-        return result
+        return self._verdict(rc, out, err, profile, self.exec_stats)
 
-    @staticmethod
-    def _outcome(rc: int, out: str, err: str) -> Result:
+    def _verdict(self, rc: int, out: str, err: str, profile: str, stats: Counter[str]) -> Result:
+        """The outcome of one run, judged, and counted in `stats`."""
         if rc != 0 and ("refused by sandbox" in err or _REFUSED_INPUT.search(err)):
             outcome = "refused"
         elif rc == 0 and re.search(r"^DONE$", out, re.M):
             outcome = "ran"
         else:
             outcome = "failed"
-        return Result(outcome, rc, out, err)
+        result = Result(outcome, rc, out, err)
+        self._judge(result, profile)
+        stats[outcome] += 1
+        if result.breaches:
+            stats["breached"] += 1
+        return result
 
     def run(self, config: dict, profile: str = "baseline", *, exec_argv: list[str] | None = None,
             bundle_setup=None, cid: str | None = None, timeout: int = 90) -> Result:
@@ -268,12 +268,7 @@ class Oracle:
             subprocess.run([self.runc, "--root", self.runc_root, "delete", "-f", cid], capture_output=True,
                            timeout=30)
             shutil.rmtree(bundle, ignore_errors=True)
-        result = self._outcome(rc, out, err)
-        self._judge(result, profile)
-        self.stats[result.outcome] += 1
-        if result.breaches:
-            self.stats["breached"] += 1
-        return result
+        return self._verdict(rc, out, err, profile, self.stats)
 
     def run_plain(self, config: dict, *, capture: bool = True, timeout: int = 60) -> Result:
         """`config` under plain runc, no sandbox (the controls); judged as a run under baseline.
