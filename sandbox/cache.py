@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .opconfig import OperatorConfig
     from .profile import Profile
 
-FORMAT = 3
+FORMAT = 4
 DEFAULT_DIR = "/var/cache/sandbox/compiled"
 
 

@@ -51,8 +51,11 @@ def is_host_namespace(kind: str, path: str) -> bool | None:
     return target in hosts
 
 
-def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None) -> HostFacts:
-    """Facts the transform needs about this host and about the host paths `config` names."""
+def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None, *, agent: bool = False) -> HostFacts:
+    """Facts the transform needs about this host and about the host paths `config` names.
+
+    `agent`: the profile needs the sandbox agent; ask whether one answers on its socket.
+    """
     realpaths: dict[str, str] = {}
     host_ns: dict[str, bool] = {}
     missing: set[str] = set()
@@ -97,7 +100,15 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None) -
         missing_in_rootfs=frozenset(missing),
         rootfs_owner_uid=owner,
         swap_limit=swap_accounting(),
+        **_agent(agent),
     )
+
+
+def _agent(ask: bool) -> dict[str, Any]:
+    """Where the agent listens (a bundle routed there earlier is unrouted); whether it answers, if `ask`."""
+    from .agent_client import reachable, socket_path
+
+    return reachable() if ask else {"agent_socket": socket_path()}
 
 
 def swap_accounting(root: str = "/sys/fs/cgroup") -> bool:

@@ -28,3 +28,8 @@ class HostFacts:
     rootfs_owner_uid: int | None = None
     # the memory cgroup can limit swap (v1 memory.memsw.*, v2 memory.swap.max)
     swap_limit: bool = True
+    # The sandbox agent's socket (asked only for profiles that need it), and the same when an agent
+    # answered there.
+    agent_socket: str | None = None
+    agent: str | None = None
+    agent_problem: str = "the sandbox agent was not asked for"  # why `agent` is None

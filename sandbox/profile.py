@@ -42,7 +42,7 @@ DEFAULT_ID_MAPPING = IdMapping(container_id=0, host_id=100000, size=65536)
 
 @record
 class SeccompPolicy:
-    base: str = "runtime-default"  # runtime-default | none | a path to an OCI/Docker seccomp JSON
+    base: str = "runtime-default"  # runtime-default | empty | none | a path to an OCI/Docker seccomp JSON
     base_profile: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     default_action: str = "SCMP_ACT_ERRNO"
     default_errno: int = 1  # EPERM
@@ -120,6 +120,14 @@ class LsmPolicy:
 
 
 @record
+class MonitorPolicy:
+    """What the sandbox agent watches (seccomp user notification; sandbox/agent.py)."""
+
+    exec_trail: bool = False  # every execve/execveat is reported to the agent and recorded
+    denials: bool = False  # syscalls the filter denies outright are failed by the agent and recorded
+
+
+@record
 class Profile:
     name: str
     description: str = ""
@@ -138,6 +146,7 @@ class Profile:
     sysctls: SysctlPolicy = SysctlPolicy()
     hooks: HookPolicy = HookPolicy()
     lsm: LsmPolicy = LsmPolicy()
+    monitor: MonitorPolicy = MonitorPolicy()
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # every operator file the profile was built from (chain and seccomp base), for trust checks
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -149,7 +158,7 @@ class Profile:
 
 _MODEL: dict[str, type] = {c.__name__: c for c in (
     IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
-    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, LsmPolicy, Profile)}
+    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, LsmPolicy, MonitorPolicy, Profile)}
 
 
 def to_plain(obj: Any) -> Any:

@@ -20,9 +20,9 @@ def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
 def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
     """Probe the host paths `config` names, then apply the profile (pure)."""
     from .host import probe
-    from .transform import apply
+    from .transform import apply, needs_agent
 
-    return apply(profile, config, probe(config, bundle_dir))
+    return apply(profile, config, probe(config, bundle_dir, agent=needs_agent(profile)))
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:

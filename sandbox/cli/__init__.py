@@ -33,6 +33,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .agent_cmd import agent
     from .audit_cmd import audit
     from .check_cmd import apply_cmd, check
     from .daemon_cmd import daemon
@@ -40,7 +41,7 @@ def _register() -> None:
     from .run_cmd import run
     from .verify_cmd import verify
 
-    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon):
+    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon, agent):
         cli.add_command(cmd)
 
 
