@@ -56,8 +56,10 @@ MAX_CONNS = 256
 MAX_PENDING_EXECS = 512
 EXEC_BURST, EXEC_RATE = 256, 64.0  # exec records per container: a burst, then per second
 # when to look again at a process after its exec was let run (seconds after the notification)
-FOLLOW = (0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
-          0.1, 0.15, 0.25)
+FOLLOW = (*(i * 0.0001 for i in range(1, 21)), 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+          0.075, 0.1, 0.15, 0.25)
+SPIN = 0.001  # epoll_wait counts in milliseconds: a timer due sooner is waited for with nanosleep
+TRACE_POLL, TRACE_FOR = 0.00005, 0.05  # a traced exec: looked for every 50 µs, for up to 50 ms
 
 
 class AgentError(SandboxError):
@@ -135,6 +137,35 @@ def tgid_of(pid: int) -> int:
     return pid
 
 
+# -- ptrace, to see what an exec ran -------------------------------------------------------------------
+#
+# The program an exec runs is read from the kernel after the exec (the filename is a pointer argument,
+# never read).  A program can run and exit in less than a millisecond, so the agent seizes the calling
+# process (PTRACE_SEIZE with PTRACE_O_TRACEEXEC, no stop) before letting the exec run: the exec then
+# stops it (PTRACE_EVENT_EXEC) until the agent has read /proc/PID/{exe,cmdline,stat} and detached.  A
+# signal that arrives meanwhile is passed on; an exec that fails leaves nothing to stop at, and the
+# process is interrupted and let go after TRACE_FOR.  Only a single-threaded caller is seized (an exec
+# from another thread changes its thread id); one already traced, or a host that forbids ptrace, gets
+# the fallback: polling /proc after the exec, which can miss a program that exits at once.
+
+PTRACE_CONT, PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 7, 17, 0x4206, 0x4207
+PTRACE_O_TRACEEXEC, PTRACE_EVENT_EXEC, PTRACE_EVENT_STOP = 0x10, 4, 128
+WALL = 0x40000000  # __WALL: wait for tracees that are not our children
+
+
+class _Ptrace:
+    def __init__(self) -> None:
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.ctypes = ctypes
+
+    def __call__(self, req: int, pid: int, data: int = 0) -> bool:
+        return int(self.libc.ptrace(req, pid, None, self.ctypes.c_void_p(data))) == 0
+
+
 # -- per-container state ---------------------------------------------------------------------------------
 
 class Container:
@@ -160,7 +191,7 @@ class PendingExec:
     """An exec let run, whose program the agent reads from the kernel once it has happened."""
 
     __slots__ = ("c", "n", "syscall", "pid", "tgid", "starttime", "ans", "caller", "parent", "notified", "t0",
-                 "step", "program", "seen", "done")
+                 "step", "program", "seen", "done", "traced")
 
     def __init__(self, c: Container, n: int, syscall: str, pid: int, ans: Answer) -> None:
         self.c, self.n, self.syscall, self.pid, self.ans = c, n, syscall, pid, ans
@@ -174,8 +205,11 @@ class PendingExec:
         self.program: dict[str, Any] | None = None
         self.seen = ""
         self.done = False
+        self.traced = False  # seized with PTRACE_O_TRACEEXEC: the exec stops it until the agent has looked
 
     def due(self) -> float:
+        if self.traced:
+            return self.t0 + min(self.step * TRACE_POLL, TRACE_FOR)
         return self.t0 + FOLLOW[min(self.step, len(FOLLOW) - 1)]
 
     def finish(self, program: dict[str, Any] | None, seen: str) -> None:
@@ -296,8 +330,13 @@ class Agent:
         self.signatures: dict[str, list[list[str]]] | None = None
         self.stopping = False
         self.next_flush = 0.0
-        self.stats = {"notifications": 0, "continued": 0, "failed": 0, "attached": 0, "refused": 0}
+        self.stats = {"notifications": 0, "continued": 0, "failed": 0, "withdrawn": 0, "attached": 0, "refused": 0}
         self.listeners: list[Callable[[Container, str], None]] = []  # told when a container detaches
+        self.ptrace: _Ptrace | None = None
+        try:
+            self.ptrace = _Ptrace()
+        except OSError:
+            pass
 
     # -- life cycle ------------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -347,9 +386,15 @@ class Agent:
             signal.signal(signal.SIGINT, stop)
         self.next_flush = _now() + self.flush_interval
         try:
+            import time
+
             while not self.stopping:
+                timeout = self._timeout()
+                if 0 < timeout < SPIN:
+                    time.sleep(timeout)
+                    timeout = 0
                 try:
-                    events = self.ep.poll(self._timeout())
+                    events = self.ep.poll(timeout)
                 except InterruptedError:
                     continue
                 for fd, ev in events:
@@ -365,6 +410,7 @@ class Agent:
 
     def shutdown(self) -> None:
         for p in self.pending:
+            self._release(p)
             if not p.done:
                 p.finish(None, "the agent stopped before the program could be read")
         for c in list(self.containers.values()):
@@ -580,7 +626,11 @@ class Agent:
         name = self._name(arch, nr)
         ans = answer(c.meta, name, args, audit_failing=self.fail_closed and bool(self.recorder.failing))
         pending = self._exec_before(c, fd, nid, pid, name, ans) if ans.record == "exec" else None
-        self._send(fd, nid, ans.errno)
+        if not self._send(fd, nid, ans.errno):
+            # withdrawn: its task was killed, or interrupted by a signal (then the call fails with EINTR
+            # or, with SA_RESTART, comes again as a new notification): nothing ran, nothing to record
+            self.stats["withdrawn"] += 1
+            return
         if ans.record == "syscall":
             rec = self._syscall_after(c, pid, name, AUDIT_ARCHES.get(arch, hex(arch)), nr, args, ans)
             if rec is not None:
@@ -588,7 +638,8 @@ class Agent:
         if pending is not None:
             self._follow(pending)
 
-    def _send(self, fd: int, nid: int, err: int) -> None:
+    def _send(self, fd: int, nid: int, err: int) -> bool:
+        """Answer; False when the notification is no longer there (ENOENT)."""
         import fcntl
         import struct
 
@@ -596,8 +647,9 @@ class Agent:
         try:
             fcntl.ioctl(fd, NOTIF_SEND, resp)
         except OSError:
-            return  # ENOENT: the task went away while we looked
+            return False
         self.stats["failed" if err else "continued"] += 1
+        return True
 
     def _valid(self, fd: int, nid: int) -> bool:
         """Whether notification `nid` still waits: what was read of its pid was read of its task."""
@@ -624,6 +676,7 @@ class Agent:
                               args=arguments(self._signature(name), args), ans=ans)
 
     def _exec_before(self, c: Container, fd: int, nid: int, pid: int, name: str, ans: Answer) -> PendingExec | None:
+        """Who asks for the exec (read while it waits: the exec replaces it); None beyond the rate limit."""
         c.tally.add(name, ("exec", name))
         if not c.bucket.take(_now()) or len(self.pending) >= MAX_PENDING_EXECS:
             c.unrecorded += 1
@@ -639,7 +692,11 @@ class Agent:
             p.parent = {"pid": st[2], **(identity(st[2], pst[3] if pst else None, argv=False) or
                                           {"exe": None, "comm": None})}
         if not self._valid(fd, nid):
-            p.caller["gone"] = True
+            c.exec_n -= 1
+            return None  # withdrawn while we read: _handle drops it
+        if not ans.errno and pid == p.tgid and self.ptrace is not None and \
+                self.ptrace(PTRACE_SEIZE, pid, PTRACE_O_TRACEEXEC):
+            p.traced = True
         if ans.errno:
             p.finish(None, "not run: failed by the agent (the audit log cannot be written)")
         return p
@@ -653,6 +710,9 @@ class Agent:
     def _check_exec(self, p: PendingExec) -> None:
         from .monitor import changed
 
+        if p.traced:
+            self._check_traced(p)
+            return
         now = identity(p.tgid, p.starttime)
         if now is None:
             p.finish(None, "exited before the program could be read")
@@ -668,6 +728,42 @@ class Agent:
             if p.step >= len(FOLLOW):
                 p.finish(None, "unchanged: the exec failed, or ran the same program with the same arguments")
 
+    def _check_traced(self, p: PendingExec) -> None:
+        """One look at a seized caller: its exec stop, a signal to pass on, its end, or time to let go."""
+        assert self.ptrace is not None
+        p.step += 1
+        try:
+            got, status = os.waitpid(p.pid, os.WNOHANG | WALL)
+        except ChildProcessError:
+            got, status = -1, 0
+        if got == 0:
+            if _now() - p.t0 >= TRACE_FOR:  # the exec failed: nothing will stop; interrupt it to let go
+                self.ptrace(PTRACE_INTERRUPT, p.pid)
+                p.step = 0  # keep looking for the stop the interrupt causes
+                p.t0 = _now() - TRACE_FOR + 0.005
+                p.seen = "interrupted"
+            return
+        if got < 0 or not os.WIFSTOPPED(status):
+            p.traced = False
+            p.finish(None, "exited: the exec failed")
+            return
+        event, sig = status >> 16 & 0xFF, os.WSTOPSIG(status)
+        if event == PTRACE_EVENT_EXEC:
+            now = identity(p.pid)
+            self.ptrace(PTRACE_DETACH, p.pid)
+            p.traced = False
+            p.finish({k: now.get(k) for k in ("exe", "comm", "argv")} if now else None, "at the exec (traced)")
+        elif event == PTRACE_EVENT_STOP or p.seen == "interrupted":
+            # a group stop (SIGSTOP and friends) or our interrupt: let go, leaving a stopped process stopped
+            self.ptrace(PTRACE_DETACH, p.pid)
+            p.traced = False
+            if p.seen == "interrupted":
+                p.finish(None, "unchanged: the exec failed")
+            else:
+                p.step = 0
+        else:
+            self.ptrace(PTRACE_CONT, p.pid, sig)  # a signal arrived while seized: deliver it
+
     def _emit_execs(self, c: Container) -> None:
         from .monitor import exec_record
 
@@ -676,6 +772,23 @@ class Agent:
             self.recorder.put(exec_record(c.state, c.meta, syscall=p.syscall, n=p.n, pid=p.tgid, ans=p.ans,
                                           caller=p.caller, parent=p.parent, program=p.program, seen=p.seen,
                                           notified=p.notified))
+
+    def _release(self, p: PendingExec) -> None:
+        """Stop tracing `p` (it is let go where it is; a process that is gone needs nothing)."""
+        if p.traced and self.ptrace is not None:
+            self.ptrace(PTRACE_INTERRUPT, p.pid)
+            for _ in range(200):
+                try:
+                    got, _st = os.waitpid(p.pid, os.WNOHANG | WALL)
+                except ChildProcessError:
+                    break
+                if got:
+                    break
+                import time
+
+                time.sleep(0.0005)
+            self.ptrace(PTRACE_DETACH, p.pid)
+            p.traced = False
 
     # -- timers -------------------------------------------------------------------------------------------
     def _timeout(self) -> float:
@@ -737,6 +850,7 @@ class Agent:
             _close(fd)
         c.fds.clear()
         for p in c.execs:
+            self._release(p)
             if not p.done:
                 p.finish(None, "exited before the program could be read")
         self.pending = [p for p in self.pending if p.c is not c]
