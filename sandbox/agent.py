@@ -613,10 +613,10 @@ class Agent:
             self._close_target(fd, "every process of the filter has exited")
 
     def _handle(self, fd: int, c: Container, buf: bytearray) -> None:
-        """Answer first, then record: while its notification waits, a task can be interrupted by a
-        signal, and runc's filter (no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) then fails the call with
-        EINTR; the shorter the wait, the rarer that is.  Only an exec's caller is read before the
-        answer, because the exec replaces what is to be read."""
+        """Answer quickly: while its notification waits, a task can be interrupted by a signal, and
+        runc's filter (no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) then fails the call with EINTR; the
+        shorter the wait, the rarer that is.  Only what is recorded in full (the first call of its
+        kind, an exec's caller) is read from /proc before the answer, while the task still waits."""
         import struct
 
         from .monitor import AUDIT_ARCHES, answer
@@ -626,15 +626,15 @@ class Agent:
         name = self._name(arch, nr)
         ans = answer(c.meta, name, args, audit_failing=self.fail_closed and bool(self.recorder.failing))
         pending = self._exec_before(c, fd, nid, pid, name, ans) if ans.record == "exec" else None
+        rec = self._syscall_first(c, pid, name, AUDIT_ARCHES.get(arch, hex(arch)), nr, args, ans) \
+            if ans.record == "syscall" else None
         if not self._send(fd, nid, ans.errno):
             # withdrawn: its task was killed, or interrupted by a signal (then the call fails with EINTR
             # or, with SA_RESTART, comes again as a new notification): nothing ran, nothing to record
             self.stats["withdrawn"] += 1
             return
-        if ans.record == "syscall":
-            rec = self._syscall_after(c, pid, name, AUDIT_ARCHES.get(arch, hex(arch)), nr, args, ans)
-            if rec is not None:
-                self.recorder.put(rec)
+        if rec is not None:
+            self.recorder.put(rec)
         if pending is not None:
             self._follow(pending)
 
@@ -662,9 +662,9 @@ class Agent:
         except OSError:
             return False
 
-    def _syscall_after(self, c: Container, pid: int, name: str, arch: str, nr: int, args: list[int],
+    def _syscall_first(self, c: Container, pid: int, name: str, arch: str, nr: int, args: list[int],
                        ans: Answer) -> dict[str, Any] | None:
-        """Count the call; the first of its kind is recorded in full (its process read just after the answer)."""
+        """Count the call; the first of its kind is recorded in full, its process read while it waits."""
         from .monitor import arguments, condition_indexes, syscall_record
 
         key = (arch, name, *(args[i] for i in condition_indexes(c.meta, name)))

@@ -253,3 +253,45 @@ def exec_record(state: Mapping[str, Any], meta: Meta, *, syscall: str, n: int, p
 def changed(before: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
     """Whether a process's identity (exe, comm, argv) differs: the exec took place."""
     return any(before.get(k) != now.get(k) for k in ("exe", "comm", "argv"))
+
+
+# --- reading the records back (`sandbox audit show`) -------------------------------------------------
+
+def _argv(p: Mapping[str, Any] | None) -> str:
+    if not p:
+        return "?"
+    argv = p.get("argv")
+    shown = " ".join(argv) if isinstance(argv, list) and argv else p.get("comm") or "?"
+    exe = p.get("exe")
+    return f"{shown} ({exe})" if exe and not (isinstance(argv, list) and argv and argv[0] == exe) else shown
+
+
+def describe(rec: Mapping[str, Any]) -> str:
+    """One line for a `monitor`, `syscall` or `exec` record, as `sandbox audit show` prints it."""
+    d = rec.get("data") or {}
+    event = rec.get("event")
+    if event == "syscall" and d.get("first"):
+        args = ", ".join(f"{a.get('name', a.get('index'))}={a.get('value')}" for a in d.get("args") or [])
+        who = f"pid {d.get('pid')} {d.get('comm') or '?'}" + (f" ({d['exe']})" if d.get("exe") else "")
+        would = f"; enforcement: {d['would']}" if d.get("would") and d.get("answer") == "continue" else ""
+        return f"{d.get('syscall')}({args}) [{d.get('arch')}] by {who}: {d.get('answer')}{would}"
+    if event == "syscall":
+        counts = ", ".join(f"{n}×{c}" for n, c in (d.get("counts") or {}).items())
+        extra = f"; {d['exec_unrecorded']} execs over the rate limit" if d.get("exec_unrecorded") else ""
+        return f"calls since the last record: {counts or 'none'}{extra}"
+    if event == "exec":
+        caller, parent = d.get("caller") or {}, d.get("parent") or {}
+        ran = _argv(d.get("program")) if d.get("program") else f"(not seen: {d.get('seen')})"
+        return (f"#{d.get('n')} {d.get('syscall')}: {ran} — by pid {caller.get('pid')} {caller.get('comm') or '?'}, "
+                f"parent pid {parent.get('pid')} {parent.get('comm') or '?'}"
+                + (f"; {d.get('answer')}" if d.get("answer") != "continue" else ""))
+    if event == "monitor":
+        action = d.get("action")
+        if action == "attached":
+            return (f"attached: pid {d.get('pid')} ({d.get('status')}), mode {d.get('mode')}, routes "
+                    f"{', '.join(d.get('routes') or []) or 'none'}")
+        if action == "detached":
+            totals = ", ".join(f"{n}×{c}" for n, c in (d.get("totals") or {}).items())
+            return f"detached ({d.get('why')}): {d.get('calls', 0)} calls" + (f": {totals}" if totals else "")
+        return f"{action}: " + ", ".join(f"{k}={v}" for k, v in d.items() if k != "action")
+    return ""

@@ -17,12 +17,21 @@ def resolve_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     return load_profile(ref, search_dirs)
 
 
-def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
-    """Probe the host paths `config` names, then apply the profile (pure)."""
+def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, *,
+           learn_agent: str | None = None) -> Outcome:
+    """Probe the host paths `config` names, then apply the profile (pure).
+
+    `learn_agent`: the socket of `sandbox learn`'s own agent; the profile is applied for learning.
+    """
     from .host import probe
     from .transform import apply, needs_agent
 
-    return apply(profile, config, probe(config, bundle_dir, agent=needs_agent(profile)))
+    if learn_agent is None:
+        return apply(profile, config, probe(config, bundle_dir, agent=needs_agent(profile)))
+    from ._record import replace
+
+    facts = replace(probe(config, bundle_dir), agent=learn_agent, agent_socket=learn_agent, agent_problem="")
+    return apply(profile, config, facts, learn=True)
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any]) -> dict[str, Any]:

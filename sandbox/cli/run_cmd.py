@@ -68,7 +68,7 @@ def _parse_user(user: str) -> dict[str, Any]:
 
 class _Runner:
     def __init__(self, profile_ref: str, cid: str, runc_path: str | None, runc_root: str | None,
-                 audit_log: str | None, verbose: bool) -> None:
+                 audit_log: str | None, verbose: bool, learn_agent: str | None = None) -> None:
         self.profile_ref = profile_ref
         self.cid = cid
         self.runc_path = runc_path
@@ -79,6 +79,9 @@ class _Runner:
         self.audit: Any = None
         self.bundle_dir = ""
         self.runc: Any = None
+        self.learn_agent = learn_agent  # `sandbox learn`: its own agent's socket
+        self.config: dict[str, Any] = {}  # the bundle's config before hardening
+        self.pid = 0  # the container's init, once created
 
     # -- audit ------------------------------------------------------------------
     def _record(self, events: list[dict[str, Any]]) -> None:
@@ -141,7 +144,8 @@ class _Runner:
         config.setdefault("root", {})["path"] = rootfs_path
         state_dir = os.environ.get("SANDBOX_STATE_DIR", DEFAULT_STATE_DIR)
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        outcome = harden(self.profile, config, None)
+        self.config = config
+        outcome = harden(self.profile, config, None, learn_agent=self.learn_agent)
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,
                                                               "mode": self.profile.mode}}]
@@ -191,7 +195,7 @@ class _Runner:
         pid_file = os.path.join(self.bundle_dir, "init.pid")
         self.runc.create(self.cid, self.bundle_dir, pid_file=pid_file)
         with open(pid_file, encoding="ascii") as f:
-            pid = int(f.read().strip())
+            pid = self.pid = int(f.read().strip())
         self._record([{"event": "created", "data": {"pid": pid}}])
 
         def forward(signum: int, _frame: Any) -> None:
