@@ -32,7 +32,7 @@ from .options import profile_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the profile.")
 @click.option("--name", "profile_name", default=None, help="The learned profile's name (default: BASE-learned).")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
-              help="Stop the workload after this long (SIGTERM, then SIGKILL 5 s later); default: until it exits.")
+              help="Stop the workload after this long (SIGTERM, then SIGKILL 2 s later); default: until it exits.")
 @click.option("--runc", "runc_path", metavar="PATH", help="The real runc (default: runc on PATH).")
 @click.option("--root", "runc_root", metavar="DIR", help="runc's state directory (runc --root).")
 @click.option("--audit-log", metavar="PATH", help="Audit log (default: the operator config's).")
@@ -156,7 +156,7 @@ class _Watch:
                 if signalled is None:
                     self._kill("TERM")
                     signalled = time.monotonic()
-                elif time.monotonic() - signalled > 5:
+                elif time.monotonic() - signalled > 2:
                     self._kill("KILL")
                     signalled = float("inf")
 
