@@ -153,6 +153,7 @@ class Tally:
         self.max_keys = max_keys
         self.max_names = max_names
         self.seen: set[tuple[Any, ...]] = set()
+        self.named: set[str] = set()  # names with a first record
         self.since: dict[str, int] = {}  # calls per syscall since the last `take`
         self.totals: dict[str, int] = {}
         self.uncounted = 0  # calls of names beyond max_names
@@ -166,14 +167,10 @@ class Tally:
             self.uncounted += 1
         if key in self.seen:
             return False
-        if len(self.seen) >= self.max_keys:
-            # out of keys: a name seen before is only counted; a new name still gets its first record
-            if any(k[0] == name for k in self.seen):
-                return False
-            key = (name,)
-            if key in self.seen:
-                return False
+        if len(self.seen) >= self.max_keys and (name in self.named or len(self.named) >= self.max_names):
+            return False  # out of keys: a name recorded before is only counted; a new one still gets its first
         self.seen.add(key)
+        self.named.add(name)
         return True
 
     def take(self) -> dict[str, int]:
