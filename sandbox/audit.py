@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 DEFAULT_PATH = "/var/log/sandbox/audit.jsonl"
+DEFAULT_DIR = os.path.dirname(DEFAULT_PATH)  # made at first use (0700) however the log is named
 GENESIS = "0" * 64
 EVENTS = frozenset({"profile_resolved", "decision", "refused", "created", "started", "verified", "exited",
                     "deleted", "error", "rotated", "sealed",
@@ -435,8 +436,10 @@ class AuditLog:
             if not create:
                 raise
         d = os.path.dirname(self.path)
-        if self.create_dir:
-            os.makedirs(d or ".", mode=0o700, exist_ok=True)
+        if d and (self.create_dir or d == DEFAULT_DIR):
+            from .dirs import ensure_dir
+
+            ensure_dir(d, 0o700)  # root's own: records name every container's workload and profile
         elif d and not os.path.isdir(d):
             raise AuditError(f"cannot write audit log {self.path}: directory {d} does not exist")
         fd = os.open(self.path, flags | os.O_CREAT, 0o600)

@@ -39,7 +39,9 @@ def cache_dir() -> str | None:
         st = os.lstat(path)
     except FileNotFoundError:
         try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            from .dirs import ensure_dir
+
+            ensure_dir(path, 0o700)  # parents 0755: /var/cache/sandbox also holds the demo rootfs
             st = os.lstat(path)
         except OSError:
             return None

@@ -191,9 +191,9 @@ def demo_rootfs(cache_dir: str | None = None, busybox: str = BUSYBOX) -> str:
             _write_stamp(stamp, digest, st)
         return tree
     try:
-        if not os.path.isdir(cache):
-            os.makedirs(cache, mode=0o755, exist_ok=True)
-            os.chmod(cache, 0o755)  # noqa: S103 (a user-namespaced container root must reach it)
+        from .dirs import ensure_dir
+
+        ensure_dir(cache, 0o755)  # it and its parents: a user-namespaced container root must reach it
     except OSError as e:
         raise BundleError(f"cannot create the demo rootfs cache {cache}: {e.strerror}") from None
     try:

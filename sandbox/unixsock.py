@@ -70,8 +70,10 @@ def bind_protected(path: str, is_alive: Callable[[str], bool], backlog: int = 12
     import socket
     import stat
 
+    from .dirs import ensure_dir
+
     d = os.path.dirname(path) or "."
-    os.makedirs(d, mode=0o700, exist_ok=True)
+    ensure_dir(d, 0o700)  # whatever the umask
     st = os.lstat(d)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         raise SocketError(f"{d}: the socket directory must be a directory owned by uid {os.geteuid()} that no "

@@ -143,7 +143,9 @@ class _Runner:
         proc["terminal"] = tty
         config.setdefault("root", {})["path"] = rootfs_path
         state_dir = os.environ.get("SANDBOX_STATE_DIR", DEFAULT_STATE_DIR)
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        from ..dirs import ensure_dir
+
+        ensure_dir(state_dir, 0o700)
         self.config = config
         outcome = harden(self.profile, config, None, learn_agent=self.learn_agent)
         self.bundle_dir = os.path.join(state_dir, self.cid)

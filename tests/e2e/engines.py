@@ -186,3 +186,17 @@ class PrivateRunc:
     def records(self, path=None):
         with open(path or self.audit, "rb") as f:
             return [self._json.loads(line) for line in f]
+
+
+def doctor_report(env=None):
+    """`sandbox doctor --format json` (the installed one) as data; its exit code is the report's."""
+    import json
+
+    cli = os.path.join(os.path.dirname(sys.executable), "sandbox")
+    res = subprocess.run([cli, "doctor", "--format", "json"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, **(env or {})})
+    assert "Traceback" not in res.stderr, res.stderr
+    out = json.loads(res.stdout)
+    assert res.returncode == out["exit_code"], (res.returncode, out["summary"])
+    out["by_name"] = {c["name"]: c for c in out["checks"]}
+    return out

@@ -323,26 +323,26 @@ def test_operator_config_fault_refuses_the_container(env, fault):
 def _audit_dir_under_a_file(env, mounts):
     blocker = env.tmp / "not-a-dir"
     blocker.write_text("a regular file where a directory should be\n")
-    return str(blocker / "sub" / "audit.jsonl"), None, ["Not a directory"]
+    return str(blocker / "sub" / "audit.jsonl"), None, ["ENOTDIR"]
 
 
 def _audit_dir_under_read_only_mount(env, mounts):
     ro = str(env.tmp / "ro-mount")
     mount_tmpfs(mounts, ro, "ro", "size=1m")
-    return os.path.join(ro, "sub", "audit.jsonl"), None, ["Read-only file system"]
+    return os.path.join(ro, "sub", "audit.jsonl"), None, ["EROFS"]
 
 
 def _audit_log_read_only(env, mounts):
     d = str(env.tmp / "ro-later")
     mount_tmpfs(mounts, d, "size=1m")
-    return os.path.join(d, "audit.jsonl"), ["mount", "-o", "remount,ro", d], ["Read-only file system"]
+    return os.path.join(d, "audit.jsonl"), ["mount", "-o", "remount,ro", d], ["EROFS"]
 
 
 def _audit_disk_full(env, mounts):
     d = str(env.tmp / "full")
     mount_tmpfs(mounts, d, "size=64k")
     fill = ["sh", "-c", f"dd if=/dev/zero of={d}/filler bs=4k 2>/dev/null; true"]
-    return os.path.join(d, "audit.jsonl"), fill, ["No space left on device"]
+    return os.path.join(d, "audit.jsonl"), fill, ["ENOSPC"]
 
 
 AUDIT_FAULTS = {

@@ -385,7 +385,7 @@ def test_read_only_mount(tmp_path, capsys):
         fill(path, 1)
         before = path.read_bytes()
         subprocess.run(["mount", "-o", "remount,ro", str(d)], check=True)
-        with pytest.raises(AuditError, match=r"Read-only file system \(EROFS\)"):
+        with pytest.raises(AuditError, match=r"\(EROFS\)$"):
             AuditLog(str(path)).append(batch(1))
         assert AuditLog(str(path), on_failure="warn").append(batch(1)) == []
         assert "EROFS" in capsys.readouterr().err
@@ -405,7 +405,7 @@ def test_enospc_after_a_partial_write_leaves_the_file_unchanged(tmp_path, monkey
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "write", write_half_then_fail)
-    with pytest.raises(AuditError, match=r"No space left on device \(ENOSPC\)"):
+    with pytest.raises(AuditError, match=r"\(ENOSPC\)$"):
         AuditLog(str(path)).append(batch(2))
     assert len(calls) == 2 and path.read_bytes() == before
     monkeypatch.undo()

@@ -39,8 +39,9 @@ def test_bad_json_names_the_file_line_and_column(tmp_path):
     e = ei.value
     assert (e.location.line, e.location.col) == (4, 3)
     text = str(e)
-    assert text.startswith(f"{tmp_path / 'config.json'}:4:3: invalid JSON: Expecting ',' delimiter")
-    assert "\n" not in text
+    # sandbox's part: file:line:col and the kind of error; the parser's own wording after it may change
+    assert text.startswith(f"{tmp_path / 'config.json'}:4:3: invalid JSON: ")
+    assert len(text) > len(f"{tmp_path / 'config.json'}:4:3: invalid JSON: ") and "\n" not in text
 
 
 def test_duplicate_keys_are_refused_with_the_key_name(tmp_path):
