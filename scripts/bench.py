@@ -68,7 +68,7 @@ RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
 
 SH_TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-runc")
 
-SECTIONS = ("lifecycle", "passthrough", "engine", "transform", "syscall", "memory")
+SECTIONS = ("lifecycle", "passthrough", "engine", "transform", "syscall", "memory", "agent")
 PROFILES = ("baseline", "restricted", "strict")
 
 PASS, MISS, INFO, SKIP, ERROR = "PASS", "MISS", "info", "SKIP", "ERROR"
@@ -266,6 +266,14 @@ def parse_importtime(stderr: str) -> dict[str, Any]:
     return {"total_us": total, "top_level_us": top}
 
 
+def parse_probe_loop(text: str) -> dict[str, float]:
+    """tests/e2e/agent_probe.c's `loop` line ("calls=N min=… p50=… p99=… mean=…") as numbers (ns)."""
+    for line in text.splitlines():
+        if line.startswith("calls="):
+            return {k: float(v) for k, v in (part.split("=", 1) for part in line.split())}
+    raise ValueError(f"no loop line in {text!r}")
+
+
 def parse_syscall_output(text: str) -> dict[str, float]:
     """Lines "NAME NS_PER_CALL" (and "NAME.mean NS_PER_CALL") from the in-container program."""
     out = {}
@@ -441,6 +449,62 @@ int main(int argc, char **argv) {
     fprintf(f, "%ld %d\n", ru.ru_maxrss, code);
     fclose(f);
     return code;
+}
+"""
+
+# The anchor for the agent: a compiled supervisor that does nothing but answer (SECCOMP_IOCTL_NOTIF_RECV,
+# then SEND with SECCOMP_USER_NOTIF_FLAG_CONTINUE) for a child calling getppid N times, the pattern of the
+# kernel's own benchmark (perf bench sched seccomp-notify, Linux 6.6).  Prints "us_per_op=…".
+ANCHOR_C = r"""
+#define _GNU_SOURCE
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    int sync = argc > 2 && strcmp(argv[2], "sync") == 0;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    int fd = syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (fd < 0) return 2;
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (long i = 0; i < n; i++) syscall(__NR_getppid);
+        _exit(0);
+    }
+    if (sync && ioctl(fd, _IOW('!', 4, __u64), 1UL) != 0) return 3;  /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP */
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < n; i++) {
+        struct seccomp_notif req;
+        struct seccomp_notif_resp resp = {0};
+        memset(&req, 0, sizeof req);
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) return 4;
+        resp.id = req.id;
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0) return 5;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    waitpid(pid, NULL, 0);
+    printf("us_per_op=%.3f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n);
+    return 0;
 }
 """
 
@@ -1137,6 +1201,127 @@ class Bench:
                      extra={"baseline": spread["baseline"], "strict": spread["strict"]}))
 
     # -- 6. memory --------------------------------------------------------------------------------------------
+    # -- 7. the sandbox agent (issue 17) -------------------------------------------------------------------
+    def agent(self) -> None:
+        """Notification latency (1 and 20 busy containers), start cost of a notify filter, loop throughput."""
+        if not shutil.which("gcc"):
+            self.add(Row("sandbox agent", "", verdict=SKIP, detail="gcc is not installed", section="agent"))
+            return
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(here, "tests", "e2e", "agent_probe.c"), encoding="ascii") as f:
+            probe = self._compile("agent-probe", f.read())
+        rootfs = os.path.join(self.tmp, "rootfs-agent")
+        shutil.copytree(self.rootfs, rootfs, symlinks=True)
+        os.chmod(rootfs, 0o755)  # noqa: S103
+        shutil.copy2(probe, os.path.join(rootfs, "bin", "agent-probe"))
+        sockdir = os.path.join(self.tmp, "agent-run")
+        os.mkdir(sockdir, 0o700)
+        sock = os.path.join(sockdir, "agent.sock")
+        agent = subprocess.Popen([self.cli, "agent", "run", "--socket", sock, "--audit-log",
+                                  os.path.join(self.tmp, "agent-audit.jsonl")], env=self.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._agent_rows(rootfs, sock, agent.pid)
+        finally:
+            agent.terminate()
+            agent.wait(60)
+
+    def _agent_rows(self, rootfs: str, sock: str, agent_pid: int) -> None:
+        from sandbox.unixsock import ping
+
+        for _ in range(200):
+            if ping(sock):
+                break
+            time.sleep(0.05)
+        else:
+            raise BenchError("the sandbox agent did not come up")
+        env = dict(self.env, SANDBOX_AGENT_SOCKET=sock)
+        complain = os.path.join(self.tmp, "strict-complain.yaml")
+        with open(complain, "w", encoding="utf-8") as f:
+            f.write("apiVersion: sandbox/v1\nkind: Profile\nname: strict-complain\nextends: strict\nmode: complain\n")
+        os.chmod(complain, 0o644)  # noqa: S103
+        n = 20_000 if self.args.quick else 100_000
+        saved, self.env = self.env, env
+        try:
+            b = {(mode, what): self.make_bundle(f"bundle-agent-{mode}-{what.split()[-1]}",
+                                                ["/bin/agent-probe", *what.split()] if what != "true" else ["true"],
+                                                complain if mode == "complain" else "strict", rootfs)
+                 for mode in ("complain", "enforce")
+                 for what in (f"loop {n} keyctl", f"loop {n} getppid", "true")}
+            busy = self.make_bundle("bundle-agent-busy", ["/bin/agent-probe", "loop", "2000000000", "keyctl"],
+                                    complain, rootfs)
+        finally:
+            self.env = saved
+        with open(os.path.join(b["complain", "true"], "config.json"), encoding="utf-8") as f:
+            routed = json.load(f)["linux"]["seccomp"]
+        if routed.get("listenerPath") != sock:
+            raise BenchError("the complain-mode bundle was not routed to the agent")
+
+        def loop(mode: str, what: str, tag: str) -> dict[str, float]:
+            cid = self.new_id(f"ag-{tag}")
+            out = self.check(self.runc_cmd("run", "-b", b[mode, what], cid), env=env)
+            self.live.discard(cid)
+            return {f"agent.{tag}.{k}": v for k, v in parse_probe_loop(out).items()}
+
+        keyctl, getppid = f"loop {n} keyctl", f"loop {n} getppid"
+        runs = max(3, self.args.runs // 3)
+        self.rounds("agent: one container", {
+            "c-keyctl": functools.partial(loop, "complain", keyctl, "complain.keyctl"),
+            "e-keyctl": functools.partial(loop, "enforce", keyctl, "enforce.keyctl"),
+            "c-getppid": functools.partial(loop, "complain", getppid, "complain.getppid"),
+            "e-getppid": functools.partial(loop, "enforce", getppid, "enforce.getppid")}, runs)
+        med = {k: median(v) for k, v in self.samples.items() if k.startswith("agent.")}
+        self.add(Row("notified keyctl round trip, one container: p50 (p99)", "µs", None,
+                     med["agent.complain.keyctl.p50"] / 1e3, "—", INFO,
+                     f"p99 {fmt_num(med['agent.complain.keyctl.p99'] / 1e3)} µs; the same call denied in the kernel "
+                     f"(enforce): {fmt_num(med['agent.enforce.keyctl.p50'])} ns", "agent"))
+        # 19 busy neighbours, each notifying as fast as the agent answers
+        neighbours = []
+        for i in range(19):
+            cid = self.new_id(f"ag-busy{i}")
+            subprocess.run(self.runc_cmd("run", "-d", "-b", busy, cid), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+            neighbours.append(cid)
+        try:
+            time.sleep(1)
+            self.rounds("agent: 20 busy containers", {
+                "busy": functools.partial(loop, "complain", keyctl, "busy.keyctl")}, runs)
+            rss = _vm_hwm_kib(agent_pid)
+        finally:
+            for cid in neighbours:
+                self.delete_f(cid)
+        busy_p50 = median(self.samples["agent.busy.keyctl.p50"]) / 1e3
+        busy_p99 = median(self.samples["agent.busy.keyctl.p99"]) / 1e3
+        self.add(Row("notified keyctl round trip, with 19 busy neighbours: p50 (p99)", "µs", None, busy_p50, "—",
+                     INFO, f"p99 {fmt_num(busy_p99)} µs; the agent's peak RSS {fmt_num(rss / 1024)} MiB", "agent",
+                     extra={"agent_vmhwm_kib": rss}))
+        self.add(Row("loop of getppid (not routed), complain vs enforce (runc col.)", "ns/call",
+                     med["agent.enforce.getppid.mean"], med["agent.complain.getppid.mean"], "—", INFO,
+                     "calls the profile allows never reach the agent", "agent"))
+        self.add(Row("loop of keyctl (routed in complain, denied in the kernel in enforce)", "ns/call",
+                     med["agent.enforce.keyctl.mean"], med["agent.complain.keyctl.mean"], "—", INFO,
+                     f"{fmt_num(1e9 / med['agent.complain.keyctl.mean'])} calls/s through the agent", "agent"))
+
+        def start(mode: str) -> int:
+            cid = self.new_id(f"ag-start-{mode}")
+            t = self.timed(self.runc_cmd("run", "-b", b[mode, "true"], cid), env=env)
+            self.live.discard(cid)
+            return t
+
+        self.rounds("agent: start", {"agent.start.complain": functools.partial(start, "complain"),
+                                     "agent.start.enforce": functools.partial(start, "enforce")})
+        self.add(Row("`runc run true`: strict (runc col.) vs complain mode with the agent's notify filter", "ms",
+                     self.med_ms("agent.start.enforce"), self.med_ms("agent.start.complain"), "—", INFO,
+                     f"{fmt_delta(self.med_ms('agent.start.complain') - self.med_ms('agent.start.enforce'))} ms: "
+                     "runc connects to the agent and hands it the descriptor", "agent"))
+        anchor = self._compile("notify-anchor", ANCHOR_C)
+        res = {mode: [float(self.check([anchor, str(n), mode]).split("=")[1]) for _ in range(3)]
+               for mode in ("plain", "sync")}
+        self.add(Row("anchor: a compiled supervisor's round trip on this machine (sync wake-up)", "µs", None,
+                     median(res["plain"]), "—", INFO, f"with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP "
+                     f"{fmt_num(median(res['sync']))} µs; published (Vagin, 2023): 8.57 µs, 2.77 µs in sync mode",
+                     "agent", extra={"anchor_us": res}))
+
     def memory(self) -> None:
         if not shutil.which("gcc"):
             self.add(Row("peak RSS of `sandbox-runc create`", "MiB", verdict=SKIP, detail="gcc is not installed",
@@ -1365,6 +1550,18 @@ def seccomp_filters(pid: int) -> list[list[tuple[int, int, int, int]]]:
             progs.append([struct.unpack_from("<HBBI", buf.raw, 8 * j) for j in range(n)])
     finally:
         libc.ptrace(detach, pid, None, None)
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident memory of a live process (VmHWM), in KiB; 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _become_subreaper() -> None:
