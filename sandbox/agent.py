@@ -29,10 +29,15 @@ socket protection (`sandbox.unixsock`).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import select
+import struct
 import sys
 
 from .errors import SandboxError
+from .monitor import AUDIT_ARCHES, answer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +53,8 @@ NOTIF_RECV = 0xC0502100  # SECCOMP_IOWR(0, struct seccomp_notif)
 NOTIF_SEND = 0xC0182101  # SECCOMP_IOWR(1, struct seccomp_notif_resp)
 NOTIF_ID_VALID = 0x40082102  # SECCOMP_IOW(2, __u64)
 FLAG_CONTINUE = 1  # SECCOMP_USER_NOTIF_FLAG_CONTINUE
+_NOTIF = struct.Struct("=QIIiIQ6Q")  # struct seccomp_notif: id, pid, flags, data {nr, arch, ip, args[6]}
+_RESP = struct.Struct("=QqiI")  # struct seccomp_notif_resp: id, val, error, flags
 NOTIFY_FD_LINK = "anon_inode:seccomp notify"
 
 MAX_MESSAGE = 1 << 20  # runc's state JSON (annotations included)
@@ -169,7 +176,7 @@ class _Ptrace:
 # -- per-container state ---------------------------------------------------------------------------------
 
 class Container:
-    __slots__ = ("key", "state", "meta", "fds", "tally", "bucket", "execs", "exec_n", "unrecorded")
+    __slots__ = ("key", "state", "meta", "fds", "tally", "bucket", "execs", "exec_n", "unrecorded", "plans")
 
     def __init__(self, key: tuple[str, str], state: dict[str, Any], meta: Meta) -> None:
         from collections import deque
@@ -185,6 +192,19 @@ class Container:
         self.execs: deque[PendingExec] = deque()  # in notification order: records are written in that order
         self.exec_n = 0
         self.unrecorded = 0  # execs beyond the rate limit: counted, not recorded
+        # syscall -> (the answer when it does not depend on the call's arguments, else None; the argument
+        # positions its rules look at): worked out once per container and syscall
+        self.plans: dict[str, tuple[Answer | None, tuple[int, ...]]] = {}
+
+    def plan(self, name: str) -> tuple[Answer | None, tuple[int, ...]]:
+        got = self.plans.get(name)
+        if got is None:
+            from .monitor import EXEC_SYSCALLS, condition_indexes
+
+            idx = condition_indexes(self.meta, name)
+            fixed = None if idx or (self.meta.exec and name in EXEC_SYSCALLS) else answer(self.meta, name, ())
+            got = self.plans[name] = (fixed, idx)
+        return got
 
 
 class PendingExec:
@@ -365,8 +385,6 @@ class Agent:
                 pass
 
     def serve_forever(self) -> None:
-        import select
-
         assert self.sock is not None, "bind() first"
         self.recorder = Recorder(self.record, on_error=self.log)
         self.ep = select.epoll()
@@ -451,7 +469,6 @@ class Agent:
     # -- connections -------------------------------------------------------------------------------------
     def _accept(self, _ev: int) -> None:
         import functools
-        import select
 
         from .unixsock import peer_creds
 
@@ -548,7 +565,6 @@ class Agent:
     # -- a container's descriptor, from runc -----------------------------------------------------------------
     def _from_runc(self, fd: int, doc: Any) -> None:
         import functools
-        import select
 
         from .monitor import attached, parse_meta
 
@@ -592,10 +608,6 @@ class Agent:
 
     # -- notifications -------------------------------------------------------------------------------------
     def _notified(self, fd: int, ev: int) -> None:
-        import errno
-        import fcntl
-        import select
-
         c = self.targets.get(fd)
         if c is None:
             return
@@ -617,16 +629,13 @@ class Agent:
         runc's filter (no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) then fails the call with EINTR; the
         shorter the wait, the rarer that is.  Only what is recorded in full (the first call of its
         kind, an exec's caller) is read from /proc before the answer, while the task still waits."""
-        import struct
-
-        from .monitor import AUDIT_ARCHES, answer
-
-        nid, pid, _flags, nr, arch, _ip, *args = struct.unpack("=QIIiIQ6Q", buf)
+        nid, pid, _flags, nr, arch, _ip, *args = _NOTIF.unpack(buf)
         self.stats["notifications"] += 1
         name = self._name(arch, nr)
-        ans = answer(c.meta, name, args, audit_failing=self.fail_closed and bool(self.recorder.failing))
+        fixed, idx = c.plan(name)
+        ans = fixed or answer(c.meta, name, args, audit_failing=self.fail_closed and bool(self.recorder.failing))
         pending = self._exec_before(c, fd, nid, pid, name, ans) if ans.record == "exec" else None
-        rec = self._syscall_first(c, pid, name, AUDIT_ARCHES.get(arch, hex(arch)), nr, args, ans) \
+        rec = self._syscall_first(c, pid, name, AUDIT_ARCHES.get(arch, hex(arch)), nr, args, ans, idx) \
             if ans.record == "syscall" else None
         if not self._send(fd, nid, ans.errno):
             # withdrawn: its task was killed, or interrupted by a signal (then the call fails with EINTR
@@ -640,10 +649,7 @@ class Agent:
 
     def _send(self, fd: int, nid: int, err: int) -> bool:
         """Answer; False when the notification is no longer there (ENOENT)."""
-        import fcntl
-        import struct
-
-        resp = struct.pack("=QqiI", nid, 0, -err if err else 0, 0 if err else FLAG_CONTINUE)
+        resp = _RESP.pack(nid, 0, -err if err else 0, 0 if err else FLAG_CONTINUE)
         try:
             fcntl.ioctl(fd, NOTIF_SEND, resp)
         except OSError:
@@ -653,9 +659,6 @@ class Agent:
 
     def _valid(self, fd: int, nid: int) -> bool:
         """Whether notification `nid` still waits: what was read of its pid was read of its task."""
-        import fcntl
-        import struct
-
         try:
             fcntl.ioctl(fd, NOTIF_ID_VALID, struct.pack("=Q", nid))
             return True
@@ -663,13 +666,13 @@ class Agent:
             return False
 
     def _syscall_first(self, c: Container, pid: int, name: str, arch: str, nr: int, args: list[int],
-                       ans: Answer) -> dict[str, Any] | None:
+                       ans: Answer, idx: tuple[int, ...]) -> dict[str, Any] | None:
         """Count the call; the first of its kind is recorded in full, its process read while it waits."""
-        from .monitor import arguments, condition_indexes, syscall_record
-
-        key = (arch, name, *(args[i] for i in condition_indexes(c.meta, name)))
+        key = (arch, name, *(args[i] for i in idx)) if idx else (arch, name)
         if not c.tally.add(name, key):
             return None
+        from .monitor import arguments, syscall_record
+
         who = identity(pid, argv=False) or {}
         return syscall_record(c.state, c.meta, name=name, arch=arch, nr=nr, pid=pid,
                               process={"exe": who.get("exe"), "comm": who.get("comm")},

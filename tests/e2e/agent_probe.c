@@ -7,7 +7,7 @@
  *   agent-probe every MS NAME    calls NAME (keyctl|getppid) every MS milliseconds, forever, one line each:
  *                                "NAME=R errno=N"
  *   agent-probe loop N NAME      calls NAME (keyctl|getppid|mkdirat) N times; prints per-call ns:
- *                                "calls=N min=… p50=… p99=… mean=…"  (clock_gettime around each call)
+ *                                "calls=N min=... p50=... p99=... mean=..."  (clock_gettime around each call)
  */
 #define _GNU_SOURCE
 #include <errno.h>
