@@ -1252,7 +1252,7 @@ class Bench:
                                                 ["/bin/agent-probe", *what.split()] if what != "true" else ["true"],
                                                 complain if mode == "complain" else "strict", rootfs)
                  for mode in ("complain", "enforce")
-                 for what in (f"loop {n} keyctl", f"loop {n} getppid", "true")}
+                 for what in (f"loop {n} keyctl", f"loop {n} getppid", "true", "loop 5000 keyctl")}
             busy = self.make_bundle("bundle-agent-busy", ["/bin/agent-probe", "loop", "2000000000", "keyctl"],
                                     complain, rootfs)
             b["denials", "true"] = self.make_bundle("bundle-agent-denials-true", ["true"], denials, rootfs)
@@ -1291,7 +1291,7 @@ class Bench:
         try:
             time.sleep(1)
             self.rounds("agent: 20 busy containers", {
-                "busy": functools.partial(loop, "complain", keyctl, "busy.keyctl")}, runs)
+                "busy": functools.partial(loop, "complain", "loop 5000 keyctl", "busy.keyctl")}, runs)
             rss = _vm_hwm_kib(agent_pid)
         finally:
             for cid in neighbours:

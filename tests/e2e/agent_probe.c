@@ -4,6 +4,8 @@
  *   agent-probe keyctl           keyctl(KEYCTL_GET_KEYRING_ID, process keyring, create); "keyctl=ID|-1 errno=N"
  *   agent-probe unshare          unshare(CLONE_NEWUSER); "unshare=0|-1 errno=N"
  *   agent-probe hello            prints "hello" (a workload to learn)
+ *   agent-probe listener         tries to load its own filter handing keyctl to a listener of its own
+ *                                (SECCOMP_FILTER_FLAG_NEW_LISTENER); "listener=FD|-1 errno=N", then keyctl
  *   agent-probe every MS NAME    calls NAME (keyctl|getppid) every MS milliseconds, forever, one line each:
  *                                "NAME=R errno=N"
  *   agent-probe loop N NAME      calls NAME (keyctl|getppid|mkdirat) N times; prints per-call ns:
@@ -11,6 +13,10 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +63,21 @@ int main(int argc, char **argv) {
         int r = unshare(CLONE_NEWUSER);
         printf("unshare=%d errno=%d\n", r, r ? errno : 0);
         return r ? 1 : 0;
+    }
+    if (strcmp(what, "listener") == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+        printf("listener=%ld errno=%d\n", fd, fd < 0 ? errno : 0);
+        long r = call("keyctl");
+        printf("keyctl=%ld errno=%d\n", r, r < 0 ? errno : 0);
+        return 0;
     }
     if (strcmp(what, "hello") == 0) {
         printf("hello\n");

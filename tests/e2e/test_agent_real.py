@@ -242,6 +242,17 @@ def test_denials_fail_with_the_filters_errno_and_are_recorded(env):
     assert seen["keyctl"]["answer"] == "errno EPERM" and seen["unshare"]["answer"] == "errno EPERM"
 
 
+def test_regression_own_listener_cannot_take_the_agents_calls(env):
+    """A workload loading a filter of its own that hands a denied syscall to its own listener would
+    take precedence over the agent's (the newest filter's notification wins) and could answer
+    "continue". The kernel allows one listener per filter chain: the workload's gets EBUSY."""
+    env.write_config(default_profile=env.profile("deny", "extends: strict\nmonitor:\n  denials: true\n"))
+    cid, res = env.run(["agent-probe", "listener"])
+    assert "listener=-1 errno=16" in res.stdout, res.stdout + res.stderr  # EBUSY
+    assert f"keyctl=-1 errno={EPERM}" in res.stdout
+    assert firsts(env, cid)["keyctl"]["answer"] == "errno EPERM"
+
+
 def test_enforce_mode_refuses_a_profile_that_needs_an_absent_agent(env):
     env.write_config(default_profile=env.profile("trail", "extends: strict\nmonitor:\n  exec_trail: true\n"))
     env.env["SANDBOX_AGENT_SOCKET"] = str(env.tmp / "nowhere" / "agent.sock")
