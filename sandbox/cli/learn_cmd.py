@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from ..errors import EXIT_RUN_FAILED, SandboxError
+from ..errors import SandboxError
 from .options import profile_option
 
 
@@ -68,12 +68,8 @@ def learn(profile_ref: str, rootfs: str | None, bundle: str | None, demo: bool, 
     started = time.monotonic()
     code: int | None = None
     try:
-        try:
-            runner.prepare(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
-                           cwd=cwd, tty=False)
-        except SandboxError as e:
-            runner.fail(e)
-            sys.exit(e.exit_code if e.exit_code in (126, 127) else EXIT_RUN_FAILED)
+        runner.prepare_or_exit(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
+                               cwd=cwd, tty=False)
         watch = _Watch(runner, agent, cid, duration, show, started)
         watch.start()
         code = runner.execute(None, False)

@@ -49,12 +49,8 @@ def run(profile_ref: str, rootfs: str | None, bundle: str | None, demo: bool, co
         raise click.UsageError("give exactly one of --rootfs, --bundle or --demo")
     runner = _Runner(profile_ref, container_id or f"sandbox-{secrets.token_hex(6)}", runc_path, runc_root,
                      audit_log, verbose)
-    try:
-        runner.prepare(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
-                       cwd=cwd, tty=tty)
-    except SandboxError as e:
-        runner.fail(e)
-        sys.exit(e.exit_code if e.exit_code in (126, 127) else EXIT_RUN_FAILED)
+    runner.prepare_or_exit(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
+                           cwd=cwd, tty=tty)
     sys.exit(runner.execute(verify_mode, tty))
 
 
@@ -100,6 +96,14 @@ class _Runner:
             click.echo(f"sandbox: {ae}", err=True)
 
     # -- before start -------------------------------------------------------------
+    def prepare_or_exit(self, **kw: Any) -> None:
+        """`prepare`; a failure is recorded and said, and exits 125 (126/127 when runc cannot be run)."""
+        try:
+            self.prepare(**kw)
+        except SandboxError as e:
+            self.fail(e)
+            sys.exit(e.exit_code if e.exit_code in (126, 127) else EXIT_RUN_FAILED)
+
     def prepare(self, *, rootfs: str | None, bundle: str | None, demo: bool, cmd: list[str], user: str | None,
                 env: list[str], cwd: str | None, tty: bool) -> None:
         from .. import formats
