@@ -297,7 +297,8 @@ EXEC_SYSCALLS = ("execve", "execveat")
 # number to its parent, and only then can the parent hand the fd to the agent.
 NOT_ROUTABLE = frozenset({"write"})
 # While learning, what is let run as the profile lets it, without the agent: the syscalls every
-# process makes (memory, signals, threads, time, exit) and the fork family.  A notified call can fail
+# process makes (memory, signals, threads, time, exit), the fork family and a shell's plumbing around
+# a fork (pipes, dup).  A notified call can fail
 # with EINTR when a signal reaches its task while the agent answers (runc 1.1 loads the filter without
 # SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV), and a shell forks while its children exit: routing these
 # would break workloads and cost a round trip on every call.  The learned profile allows them as the
@@ -308,7 +309,8 @@ LEARN_BASE = NOT_ROUTABLE | frozenset({
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "futex",
     "set_tid_address", "set_robust_list", "rseq", "arch_prctl", "exit", "exit_group", "getpid", "gettid",
     "clock_gettime", "clock_nanosleep", "nanosleep", "sched_yield", "getrandom", "prlimit64", "readv",
-    "writev", "pread64", "pwrite64", "clone", "fork", "vfork", "wait4"})
+    "writev", "pread64", "pwrite64", "clone", "fork", "vfork", "wait4", "pipe", "pipe2", "dup", "dup2", "dup3",
+    "fcntl"})
 _ALLOW: Rule = ("SCMP_ACT_ALLOW", None, ())
 _WHAT = {"complain": "complain mode's record of the syscalls the profile would deny",
          "learn": "learning", "exec": "monitor.exec_trail", "deny": "monitor.denials"}
