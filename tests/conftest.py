@@ -8,6 +8,11 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 # A sandbox daemon an operator runs on this machine must not serve the tests' sandbox-runc calls
 # unasked: tests that use one start their own and name its socket.
 os.environ.setdefault("SANDBOX_DAEMON_SOCKET", "off")
+# The CRI suite loads gRPC into this process; by default gRPC's fork handlers start its threads
+# again in every child forked from here.  A forked child whose seccomp filter then denies
+# exit_group leaves those threads alive (glibc's _exit falls back to exit(2), one thread), and the
+# half-dead child holds the test's pipes open for ever.  Children forked by tests need no gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 OCI = os.path.join(ROOT, "oci")
 
 
