@@ -1248,7 +1248,7 @@ class Bench:
         n = 20_000 if self.args.quick else 100_000
         saved, self.env = self.env, env
         try:
-            b = {(mode, what): self.make_bundle(f"bundle-agent-{mode}-{what.split()[-1]}",
+            b = {(mode, what): self.make_bundle(f"bundle-agent-{mode}-{what.replace(' ', '-')}",
                                                 ["/bin/agent-probe", *what.split()] if what != "true" else ["true"],
                                                 complain if mode == "complain" else "strict", rootfs)
                  for mode in ("complain", "enforce")
