@@ -680,8 +680,8 @@ class Agent:
 
     def _exec_before(self, c: Container, fd: int, nid: int, pid: int, name: str, ans: Answer) -> PendingExec | None:
         """Who asks for the exec (read while it waits: the exec replaces it); None beyond the rate limit."""
-        c.tally.add(name, ("exec", name))
         if not c.bucket.take(_now()) or len(self.pending) >= MAX_PENDING_EXECS:
+            c.tally.add(name, ("exec", name))
             c.unrecorded += 1
             return None
         c.exec_n += 1
@@ -696,7 +696,8 @@ class Agent:
                                           {"exe": None, "comm": None})}
         if not self._valid(fd, nid):
             c.exec_n -= 1
-            return None  # withdrawn while we read: _handle drops it
+            return None  # withdrawn while we read (a signal): it comes again, or fails; nothing ran
+        c.tally.add(name, ("exec", name))
         if not ans.errno and pid == p.tgid and self.ptrace is not None and \
                 self.ptrace(PTRACE_SEIZE, pid, PTRACE_O_TRACEEXEC):
             p.traced = True
