@@ -141,11 +141,14 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def read_json_file(path: str, what: str | None = None, *, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+def read_json_file(path: str, what: str | None = None, *, max_bytes: int = MAX_CONFIG_BYTES,
+                   problems: list[BundleError] | None = None) -> Any:
     """Parse one JSON file with the same care as config.json (no schema checks).
 
     `what` names the file in messages (default: its path's base name).  Errors are
-    BundleError whose location is the file (with line:col for syntax errors).
+    BundleError whose location is the file (with line:col for syntax errors).  With
+    `problems`, bytes that are not UTF-8 are read as U+FFFD, as Go's encoding/json
+    (and so runc) reads them, and the error is appended there instead of raised.
     """
     what = what or os.path.basename(path) or path
     data = _read_bytes(path, what, max_bytes)
@@ -153,8 +156,12 @@ def read_json_file(path: str, what: str | None = None, *, max_bytes: int = MAX_C
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = _line_col(data, e.start)
-        raise BundleError(f"{what} is not valid UTF-8 (byte 0x{data[e.start]:02x})",
-                          location=Location(path, line, col)) from None
+        err = BundleError(f"{what} is not valid UTF-8 (byte 0x{data[e.start]:02x})",
+                          location=Location(path, line, col))
+        if problems is None:
+            raise err from None
+        problems.append(err)
+        text = data.decode("utf-8", "replace")
     from . import _fastjson
 
     try:
@@ -174,33 +181,53 @@ def read_json_file(path: str, what: str | None = None, *, max_bytes: int = MAX_C
     return value
 
 
-def read_config(bundle_dir: str) -> dict[str, Any]:
+def read_config(bundle_dir: str, *, problems: list[BundleError] | None = None) -> dict[str, Any]:
     """Read and minimally validate `<bundle_dir>/config.json`.
 
     Requires a top-level object with `ociVersion` a string starting with "1.",
     `root.path` a non-empty string, and a `process` object (runc needs it to
     create or run).  Unknown fields are kept as they are.
+
+    With `problems` (complain mode reads this way: it must refuse nothing runc would
+    run), what runc 1.1 itself accepts is appended there instead of raised: an
+    `ociVersion` that is missing or not 1.x (runc never reads it), a missing or empty
+    `root.path` (runc uses the bundle directory), bytes that are not UTF-8 (read as
+    U+FFFD, as Go does).  Still raised in every mode: what runc rejects too (invalid
+    JSON, NaN, wrong types, no `root` or `process` object), what cannot be read safely
+    (not a regular file, over 16 MiB, nested deeper than 64), and what makes sandbox's
+    reading differ from runc's (duplicate keys, case-folded twins of a field, NUL
+    characters): no engine writes those, and an audit record of a config runc reads
+    differently would be false.
     """
     path = os.path.join(bundle_dir, CONFIG_NAME)
-    config = read_json_file(path, CONFIG_NAME)
+    config = read_json_file(path, CONFIG_NAME, problems=problems)
     loc = Location(file=path)
+
+    def tolerable(err: BundleError) -> None:
+        if problems is None:
+            raise err
+        problems.append(err)
+
     if not isinstance(config, dict):
         raise BundleError(f"top level must be a JSON object, not {_json_type(config)}", location=loc)
     version = config.get("ociVersion")
-    if not isinstance(version, str):
-        raise BundleError("missing" if version is None else f"must be a string, not {_json_type(version)}",
-                          location=loc, field="ociVersion")
-    if not version.startswith("1."):
-        raise BundleError(f"unsupported OCI runtime spec version {version!r} (need 1.x)", location=loc,
-                          field="ociVersion")
+    if version is not None and not isinstance(version, str):
+        raise BundleError(f"must be a string, not {_json_type(version)}", location=loc, field="ociVersion")
+    if version is None:
+        tolerable(BundleError("missing", location=loc, field="ociVersion"))
+    elif not version.startswith("1."):
+        tolerable(BundleError(f"unsupported OCI runtime spec version {version!r} (need 1.x)", location=loc,
+                              field="ociVersion"))
     root = config.get("root")
     if not isinstance(root, dict):
         raise BundleError("missing" if root is None else f"must be an object, not {_json_type(root)}",
                           location=loc, field="root")
     rpath = root.get("path")
-    if not isinstance(rpath, str) or not rpath:
-        raise BundleError("missing" if rpath is None else "must be a non-empty string", location=loc,
-                          field="root.path")
+    if rpath is not None and not isinstance(rpath, str):
+        raise BundleError(f"must be a string, not {_json_type(rpath)}", location=loc, field="root.path")
+    if not rpath:
+        tolerable(BundleError("missing" if rpath is None else "must be a non-empty string", location=loc,
+                              field="root.path"))
     proc = config.get("process")
     if not isinstance(proc, dict):
         raise BundleError("missing (runc needs it to create a container)" if proc is None

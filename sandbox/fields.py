@@ -189,6 +189,47 @@ def AbsPaths(normalize: bool = False) -> Strings:  # noqa: N802 - reads as a kin
     return Strings(check_abs_path, PATH_SCHEMA, normalize)
 
 
+_MOUNT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+
+
+def _check_mount_type(c: Checker, value: str, path: Path) -> None:
+    if not _MOUNT_TYPE_RE.match(value):
+        c.err(path, f"expected a filesystem type name such as ext4, got {value!r}")
+    elif value in tables.MOUNT_TYPES:
+        c.warn(path, f"{value} is allowed already")
+
+
+class OomScoreAdj(Kind):
+    """An integer from -1000 to 1000, or null for no floor."""
+
+    def check(self, c: Checker, value: Any, path: Path) -> None:
+        if value is not None and not (_is_int(value) and -1000 <= value <= 1000):
+            c.err(path, "expected an integer from -1000 to 1000, or null")
+
+    def schema(self) -> dict[str, Any]:
+        return {"oneOf": [{"type": "integer", "minimum": -1000, "maximum": 1000}, {"type": "null"}]}
+
+
+class Rlimits(Kind):
+    """`{RLIMIT_*: maximum}`; built as sorted (name, maximum) pairs."""
+
+    def check(self, c: Checker, value: Any, path: Path) -> None:
+        if not c.typed(value, path, dict, "a mapping of RLIMIT_* names to maxima"):
+            return
+        for name, top in value.items():
+            if name not in tables.RLIMITS:
+                c.err((*path, name), f"unknown rlimit {name!r}", _hint(name, tables.RLIMITS))
+            elif not (_is_int(top) and top >= 0):
+                c.err((*path, name), "expected a non-negative integer")
+
+    def build(self, value: Any) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((value or {}).items()))
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False,
+                "properties": {n: {"type": "integer", "minimum": 0} for n in tables.RLIMITS}}
+
+
 def _check_device(c: Checker, value: str, path: Path) -> None:
     if not value.startswith("/dev/"):
         c.err(path, "expected a device path under /dev/")
@@ -710,7 +751,7 @@ def _seccomp_changes(old: Profile, new: Profile) -> Iterator[Finding]:
 
 def _host_path_changes(old: Profile, new: Profile) -> Iterator[Finding]:
     """Compare what each profile lets a bind mount reach, by probing every path either one names."""
-    from .transform.mounts import forbidden_reason
+    from .transform.hostpath import forbidden_reason
 
     probes: set[str] = set()
     for p in (old, new):
@@ -728,6 +769,36 @@ def _host_path_changes(old: Profile, new: Profile) -> Iterator[Finding]:
         yield ("loosen", "filesystem.host_paths", f"bind mounts now allowed from: {', '.join(opened)}")
     if closed:
         yield ("tighten", "filesystem.host_paths", f"bind mounts now refused from: {', '.join(closed)}")
+
+
+def _rootfs_dir_changes(old: Profile, new: Profile) -> Iterator[Finding]:
+    """Allowed subtrees: a new one not inside an old one loosens; an old one no longer covered tightens."""
+    from .transform.hostpath import within
+
+    a, b = old.filesystem.rootfs_dirs, new.filesystem.rootfs_dirs
+    added = [d for d in b if not any(within(d, o) for o in a)]
+    removed = [o for o in a if not any(within(o, n) for n in b)]
+    if added:
+        yield ("loosen", "filesystem.rootfs_dirs", f"root filesystems now allowed in: {', '.join(added)}")
+    if removed:
+        yield ("tighten", "filesystem.rootfs_dirs", f"root filesystems no longer allowed in: {', '.join(removed)}")
+
+
+def _oom_floor_changes(old: Profile, new: Profile) -> Iterator[Finding]:
+    a, b = old.process.oom_score_adj_min, new.process.oom_score_adj_min
+    if a != b:
+        looser = b is None or (a is not None and b < a)
+        yield ("loosen" if looser else "tighten", "process.oom_score_adj_min", f"{a} -> {b}")
+
+
+def _rlimit_changes(old: Profile, new: Profile) -> Iterator[Finding]:
+    ra, rb = dict(old.process.rlimits), dict(new.process.rlimits)
+    for name in sorted({*ra, *rb}):
+        x, y = ra.get(name), rb.get(name)
+        if x != y:
+            looser = y is None or (x is not None and y > x)
+            yield ("loosen" if looser else "tighten", f"process.rlimits.{name}",
+                   f"{x if x is not None else 'unbounded'} -> {y if y is not None else 'unbounded'}")
 
 
 def _label_changes(key: str) -> Callable[[Profile, Profile], Iterator[Finding]]:
@@ -770,7 +841,8 @@ class Field:
         """The reference table it is shown in: its section, or the header, or its own."""
         if len(self.path) > 1:
             return self.path[0]
-        return {"apparmor": "lsm", "selinux": "lsm"}.get(self.name, self.name if self.name in (
+        return {"apparmor": "lsm", "selinux": "lsm", "unknown_config_fields": "runc",
+                "runc_mitigations": "runc"}.get(self.name, self.name if self.name in (
             "capabilities", "no_new_privileges") else "header")
 
 
@@ -854,6 +926,15 @@ FIELDS: tuple[Field, ...] = (
     Field(("filesystem", "readonly_paths"), AbsPaths(), list(tables.DOCKER_READONLY_PATHS),
           "paths made read-only in the container, added to the bundle's",
           Members("read-only paths", more="tighter"), merge="additive", default_doc="Docker's list"),
+    Field(("filesystem", "mount_types"), Strings(_check_mount_type, {"type": "string",
+                                                                      "pattern": _MOUNT_TYPE_RE.pattern}), [],
+          _lines("filesystem types a bundle may mount beyond the built-in ones (`proc`, `sysfs`, `tmpfs`,",
+                 "`devpts`, `mqueue`, `cgroup`, `cgroup2`, binds, `overlay`); their sources still go through the",
+                 "host-path rules"), Members("mount types")),
+    Field(("filesystem", "rootfs_dirs"), AbsPaths(normalize=True), list(tables.ROOTFS_DIRS),
+          _lines("directories a container's root filesystem must lie strictly inside (the engines' storage,",
+                 "sandbox's own, temporary directories); `/`, `/usr`, `/etc` as a root are refused"),
+          Custom(_rootfs_dir_changes, "a directory outside the old ones is added"), default_doc="engines' storage"),
     # namespaces
     Field(("namespaces", "required"), Strings(_check_namespace, {"enum": list(tables.NAMESPACES)}),
           ["pid", "ipc", "uts", "mount", "network"], "namespaces a container must have its own of; a missing one "
@@ -874,6 +955,19 @@ FIELDS: tuple[Field, ...] = (
           Members("sysctls"), default_doc="Kubernetes' safe set"),
     Field(("hooks", "allow"), AbsPaths(), [], "host paths of hook binaries (symlinks resolved)", Members("hooks")),
     Field(("hooks", "allow_engine_hooks"), Bool(), True, "the engines' own hooks pass", Flag(False)),
+    # process
+    Field(("process", "oom_score_adj_min"), OomScoreAdj(), None,
+          "`process.oomScoreAdj` is raised to at least this (a negative score shields a container from the OOM "
+          "killer at the node's expense); null: no floor", Custom(_oom_floor_changes, "lowered or removed")),
+    Field(("process", "rlimits"), Rlimits(), {}, "`{RLIMIT_*: maximum}`: the bundle's soft and hard limits are "
+          "lowered to these", Custom(_rlimit_changes, "raised or removed"), default_doc="none"),
+    # config.json fields and runc
+    Field(("unknown_config_fields",), Choice("refuse", "warn"), "refuse", _lines(
+        "what happens to a config.json field outside sandbox's table of the fields runc acts on:",
+        "`refuse` the bundle, or `warn` and keep it"), Ranked("warn", "refuse")),
+    Field(("runc_mitigations",), Bool(), True, _lines(
+        "config-level mitigations of known runc vulnerabilities (a fresh `/dev` tmpfs, no cwd through",
+        "`/proc/*/fd`, …; docs/security.md)"), Flag(True)),
     # LSM labels
     Field(("apparmor",), Label(), None, "AppArmor profile to set (`process.apparmorProfile`)",
           Custom(_label_changes("apparmor"), "changed or removed (a label cannot be ranked)"), attr="lsm.apparmor",

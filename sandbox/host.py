@@ -1,10 +1,15 @@
-"""Probe the host once and hand the pure transform a `HostFacts` value."""
+"""Probe the host once and hand the pure transform a `HostFacts` value.
+
+Which host paths to probe is the core's decision (`transform.hostpath.named_host_paths`); here
+they are resolved, stat'ed and, for hooks, matched with the running process they name.  Nothing
+is opened except namespace files (after checking they are on nsfs) and /proc files.
+"""
 
 from __future__ import annotations
 
 import os
 
-from .hostfacts import HostFacts
+from .hostfacts import Executable, HostFacts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,6 +18,17 @@ if TYPE_CHECKING:
 
 _NS_PROC_NAMES = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts", "user": "user",
                   "cgroup": "cgroup", "time": "time"}
+# linux/sched.h CLONE_NEW* as NS_GET_NSTYPE returns them
+_NS_TYPES = {0x40000000: "net", 0x00020000: "mnt", 0x20000000: "pid", 0x08000000: "ipc", 0x04000000: "uts",
+             0x10000000: "user", 0x02000000: "cgroup", 0x00000080: "time"}
+_NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+_EXPOSED = ("root", "bind", "overlay", "mount-source", "listener", "criu-config")
+_S_ISVTX = 0o1000
+
+# sandbox's own hook programs (installed beside the sandbox entry points), by file name.  The
+# network set-up adds its createRuntime hook here; a hook is sandbox's own only when its resolved
+# path is one of these and it, and every directory above it, is owned by root and not writable by others.
+OWN_HOOK_PROGRAMS: tuple[str, ...] = ()
 
 
 def cgroup_version(root: str = "/sys/fs/cgroup") -> str:
@@ -51,55 +67,240 @@ def is_host_namespace(kind: str, path: str) -> bool | None:
     return target in hosts
 
 
-def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None, *, agent: bool = False) -> HostFacts:
+def namespace_kind(path: str) -> str:
+    """The kind of namespace the file at `path` is ("net", "mnt", ...), "" when it is not a namespace file."""
+    own = _ns_id("/proc/self/ns/net")
+    mine = _ns_id(path)
+    if own is None or mine is None or mine[0] != own[0]:
+        return ""  # not on nsfs: never opened (it could be a device or a FIFO)
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return ""
+    try:
+        return _NS_TYPES.get(fcntl.ioctl(fd, _NS_GET_NSTYPE), "")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _realpath(path: str) -> str | None:
+    """`path` with symlinks resolved; None when something on the way cannot be read (the gate refuses it)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
+
+
+def _proc_pid(path: str) -> str | None:
+    """The pid of a /proc/<pid>/<name> path, else None."""
+    parts = os.path.normpath(path).split("/")
+    return parts[2] if len(parts) == 4 and parts[1] == "proc" and parts[2].isdigit() else None
+
+
+def userns_maps_host_root(path: str) -> bool | None:
+    """Whether the user namespace at /proc/<pid>/ns/user maps host uid or gid 0; None when unknown."""
+    parts = os.path.normpath(path).split("/")
+    if len(parts) != 5 or parts[1] != "proc" or not parts[2].isdigit() or parts[3:] != ["ns", "user"]:
+        return None
+    pid = parts[2]
+    for name in ("uid_map", "gid_map"):
+        text = _read(f"/proc/{pid}/{name}")
+        if not text:
+            return None
+        for line in text.splitlines():
+            try:
+                _, host, size = (int(x) for x in line.split())
+            except ValueError:
+                return None
+            if host <= 0 < host + size:
+                return True
+    return False
+
+
+class _Owners:
+    """lstat results along paths, shared by every path of one probe."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, os.stat_result | None] = {}
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        if path not in self.cache:
+            try:
+                self.cache[path] = os.lstat(path)
+            except OSError:
+                self.cache[path] = None
+        return self.cache[path]
+
+    def unsafe_ancestors(self, real: str) -> tuple[tuple[str, str], ...]:
+        """The directories above `real` someone other than root could rename or replace something in."""
+        out = []
+        child = real
+        parent = os.path.dirname(real)
+        while True:
+            why = self._unsafe(parent, child)
+            if why:
+                out.append((parent, why))
+            if parent == "/":
+                break
+            child, parent = parent, os.path.dirname(parent)
+        return tuple(out)
+
+    def _unsafe(self, directory: str, child: str) -> str | None:
+        st = self.lstat(directory)
+        if st is None:
+            return "cannot be examined"
+        if st.st_uid != 0:
+            return f"is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022:
+            cst = self.lstat(child)
+            if st.st_mode & _S_ISVTX and cst is not None and cst.st_uid == 0:
+                return None  # sticky: only the root-owned entry's owner can rename it
+            return "is writable by group or others"
+        return None
+
+    def trusted(self, real: str, st: os.stat_result | None = None) -> bool:
+        """`real` is a root-owned regular file no one else can write, in root-owned directories."""
+        import stat
+
+        st = st or self.lstat(real)
+        return (st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+                and not self.unsafe_ancestors(real))
+
+
+def _executable(path: str, owners: _Owners) -> Executable:
+    pid = _proc_pid(path) if path.endswith("/exe") else None
+    if pid is None:
+        real = _realpath(path)
+        return Executable(real=real or path, trusted_chain=real is not None and owners.trusted(real))
+    try:
+        real = os.readlink(path)
+        st = os.stat(path)  # the running binary's inode, even when its file was replaced
+    except OSError:
+        return Executable(real=path)
+    real = real[: -len(" (deleted)")] if real.endswith(" (deleted)") else real
+    uid = None
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("Uid:"):
+            uid = int(line.split()[1])
+    return Executable(real=real, trusted_chain=owners.trusted(real, st), pid=int(pid), process_uid=uid)
+
+
+def _device_node(real: str) -> tuple[str, int, int] | None:
+    import stat
+
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    elif stat.S_ISFIFO(st.st_mode):
+        return ("p", 0, 0)
+    else:
+        return None
+    return kind, os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
+def own_hooks(owners: _Owners) -> frozenset[str]:
+    import sys
+
+    here = os.path.dirname(sys.executable)
+    out = set()
+    for name in OWN_HOOK_PROGRAMS:
+        real = _realpath(os.path.join(here, name))
+        if real is not None and owners.trusted(real):
+            out.add(real)
+    return frozenset(out)
+
+
+def engine_dirs() -> tuple[str, ...]:
+    """Where the running engines keep per-container state (their configured roots).  Discovery from
+    the engines' configuration and processes plugs in here; nothing is discovered yet."""
+    return ()
+
+
+def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
+          container_id: str = "", named_root: str = "", named_root_subtree: bool = False, *,
+          agent: bool = False) -> HostFacts:
     """Facts the transform needs about this host and about the host paths `config` names.
 
-    `agent`: the profile needs the sandbox agent; ask whether one answers on its socket.
-    """
-    realpaths: dict[str, str] = {}
-    host_ns: dict[str, bool] = {}
-    missing: set[str] = set()
-    owner: int | None = None
+    `named_root`: a rootfs (or, with `named_root_subtree`, a bundle directory) named on sandbox's
+    own command line.  `agent`: the profile needs the sandbox agent; ask whether one answers."""
+    from .transform.hostpath import named_host_paths
+
     config = config or {}
-    for m in config.get("mounts") or []:
-        if isinstance(m, dict) and isinstance(m.get("source"), str) and m["source"].startswith("/"):
-            realpaths[m["source"]] = os.path.realpath(m["source"])
-    hooks = config.get("hooks")
-    if isinstance(hooks, dict):
-        for stage in hooks.values():
-            for h in stage if isinstance(stage, list) else []:
-                if isinstance(h, dict) and isinstance(h.get("path"), str):
-                    realpaths[h["path"]] = _real_binary(h["path"])
+    bundle = os.path.abspath(bundle_dir) if bundle_dir else ""
+    owners = _Owners()
+    realpaths: dict[str, str] = {}
+    unsafe: dict[str, tuple[tuple[str, str], ...]] = {}
+    executables: dict[str, Executable] = {}
+    devices: dict[str, tuple[str, int, int]] = {}
+    hooks = False
+    for use, path in named_host_paths(config):
+        full = path if path.startswith("/") else (os.path.join(bundle, path) if bundle else "")
+        if not full:
+            continue
+        if use == "hook":
+            hooks = True
+            exe = executables[path] = _executable(full, owners)
+            realpaths[path] = exe.real
+            continue
+        if use == "namespace":
+            continue
+        real = _realpath(full)
+        if real is None:
+            continue  # unresolvable: absent from realpaths, so the gate refuses it
+        realpaths[path] = real
+        if use in _EXPOSED:
+            unsafe[real] = owners.unsafe_ancestors(real)
+        elif use == "device":
+            node = _device_node(real)
+            if node is not None:
+                devices[path] = node
+    host_ns: dict[str, bool] = {}
+    kinds: dict[str, str] = {}
+    maps_root: dict[str, bool] = {}
     for ns in (config.get("linux") or {}).get("namespaces") or []:
         if isinstance(ns, dict) and isinstance(ns.get("path"), str) and ns["path"]:
-            verdict = is_host_namespace(str(ns.get("type")), ns["path"])
+            path = ns["path"]
+            verdict = is_host_namespace(str(ns.get("type")), path)
             if verdict is not None:
-                host_ns[ns["path"]] = verdict
-    root = (config.get("root") or {}).get("path")
-    if isinstance(root, str) and root:
-        rootfs = root if os.path.isabs(root) else os.path.join(bundle_dir or ".", root)
-        try:
-            owner = os.stat(rootfs).st_uid
-        except OSError:
-            owner = None
-        raw = [m.get("destination") for m in config.get("mounts") or [] if isinstance(m, dict)]
-        dests: list[str] = [d.rstrip("/") or "/" for d in raw if isinstance(d, str) and d.startswith("/")]
-        for dest in dests:
-            # a mount point inside another mount (/dev/pts in the /dev tmpfs) is made there, not in the rootfs
-            if any(other != dest and dest.startswith(other.rstrip("/") + "/") for other in dests):
-                continue
-            if owner is not None and not os.path.lexists(os.path.join(rootfs, dest.lstrip("/"))):
-                missing.add(dest)
+                host_ns[path] = verdict
+            kinds[path] = namespace_kind(path)
+            if ns.get("type") == "user":
+                m = userns_maps_host_root(path)
+                if m is not None:
+                    maps_root[path] = m
+    owner, missing, symlinks = _rootfs_facts(config, bundle)
     return HostFacts(
         arch=os.uname().machine,
         cgroup_version=cgroup_version(),
         apparmor=_read("/sys/module/apparmor/parameters/enabled") == "Y",
         selinux=os.path.exists("/sys/fs/selinux/enforce"),
+        probed=True,
+        bundle_dir=bundle,
+        container_id=container_id,
         realpaths=realpaths,
+        unsafe_ancestors=unsafe,
+        executables=executables,
+        devices=devices,
         host_namespaces=host_ns,
-        missing_in_rootfs=frozenset(missing),
+        namespace_kinds=kinds,
+        userns_maps_host_root=maps_root,
+        engine_dirs=engine_dirs(),
+        own_hooks=own_hooks(owners) if hooks else frozenset(),
+        rootfs_symlinks=symlinks,
+        missing_in_rootfs=missing,
         rootfs_owner_uid=owner,
         swap_limit=swap_accounting(),
+        named_root=(_realpath(named_root) or "") if named_root else "",
+        named_root_subtree=named_root_subtree,
         **_agent(agent),
     )
 
@@ -111,17 +312,41 @@ def _agent(ask: bool) -> dict[str, Any]:
     return reachable() if ask else {"agent_socket": socket_path()}
 
 
+_SYSTEM_MOUNT_TYPES = ("proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue")
+
+
+def _rootfs_facts(config: dict[str, Any], bundle: str) -> tuple[int | None, frozenset[str], frozenset[str]]:
+    """(rootfs owner, mount destinations missing in it, system mount destinations that are symlinks in it)."""
+    root = (config.get("root") or {}).get("path")
+    if not isinstance(root, str) or not root:
+        return None, frozenset(), frozenset()
+    rootfs = root if os.path.isabs(root) else os.path.join(bundle or ".", root)
+    try:
+        owner: int | None = os.stat(rootfs).st_uid
+    except OSError:
+        owner = None
+    mounts = [m for m in config.get("mounts") or [] if isinstance(m, dict) and isinstance(m.get("destination"), str)]
+    dests: list[str] = [os.path.normpath("/" + m["destination"].lstrip("/")) for m in mounts]
+    missing: set[str] = set()
+    symlinks: set[str] = set()
+    for m, dest in zip(mounts, dests):
+        if m.get("type") in _SYSTEM_MOUNT_TYPES or dest == "/dev":
+            p = rootfs
+            for part in dest.strip("/").split("/"):
+                p = os.path.join(p, part)
+                if os.path.islink(p):
+                    symlinks.add(dest)
+                    break
+        # a mount point inside another mount (/dev/pts in the /dev tmpfs) is made there, not in the rootfs
+        if any(other != dest and dest.startswith(other.rstrip("/") + "/") for other in dests):
+            continue
+        if owner is not None and not os.path.lexists(os.path.join(rootfs, dest.lstrip("/"))):
+            missing.add(dest)
+    return owner, frozenset(missing), frozenset(symlinks)
+
+
 def swap_accounting(root: str = "/sys/fs/cgroup") -> bool:
     """Whether the memory cgroup can bound swap (runc refuses a swap limit where it cannot)."""
     if cgroup_version(root) == "v2":
         return True  # memory.swap.max exists wherever the kernel has swap support
     return os.path.exists(os.path.join(root, "memory", "memory.memsw.limit_in_bytes"))
-
-
-def _real_binary(path: str) -> str:
-    """/proc/<pid>/exe of a running engine resolves to the engine's binary."""
-    try:
-        real = os.path.realpath(path)
-    except OSError:
-        return path
-    return real[: -len(" (deleted)")] if real.endswith(" (deleted)") else real

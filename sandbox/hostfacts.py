@@ -1,7 +1,9 @@
 """What the host supports and what host paths resolve to, as a plain value.
 
 The edge (`sandbox.host`) probes once and passes this to the pure transform, so
-the transform never stats a file or reads /proc itself.
+the transform never stats a file or reads /proc itself.  Which paths it probes
+is decided by the core (`sandbox.transform.hostpath.named_host_paths`), so the
+two can never disagree about which host paths a config.json names.
 """
 
 from __future__ import annotations
@@ -14,15 +16,56 @@ if TYPE_CHECKING:
 
 
 @record
+class Executable:
+    """A hook binary as the host sees it."""
+
+    real: str  # its resolved path (for /proc/<pid>/exe: the running process's executable)
+    # the binary and every directory above it are owned by root and writable by no one else
+    trusted_chain: bool = False
+    pid: int | None = None  # the process, when the hook path is /proc/<pid>/exe of a running one
+    process_uid: int | None = None  # that process's real uid
+
+
+@record
 class HostFacts:
     arch: str = "x86_64"  # uname -m
     cgroup_version: str = "v2"  # v1 | v2 | hybrid
     apparmor: bool = False
     selinux: bool = False
-    # Host paths named by the bundle (bind sources, hook paths) with symlinks resolved.
+    # True when the edge probed every host path the config names (then a path missing from the
+    # maps below could not be probed, and the transform refuses it rather than guess).
+    probed: bool = False
+    bundle_dir: str = ""  # relative host paths in config.json are relative to it (runc's cwd)
+    container_id: str = ""  # the id runc was given ("" when checking a bundle on its own)
+    # Host paths named by the bundle, as written -> symlinks resolved.
     realpaths: Mapping[str, str] = field(default_factory=dict)
+    # Resolved host paths -> the directories above them that someone other than root could
+    # replace (owned by another uid, or writable by group/others without the sticky bit), each
+    # with why.  A symlink swapped in there after the check would redirect runc.
+    unsafe_ancestors: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # Hook paths as written -> what they are.
+    executables: Mapping[str, Executable] = field(default_factory=dict)
+    # linux.devices paths -> (type, major, minor) of the host's node there ("c", "b" or "p").
+    devices: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
     # Namespace paths named by the bundle -> True when that is one of the host's namespaces.
     host_namespaces: Mapping[str, bool] = field(default_factory=dict)
+    # Namespace paths -> the kind of namespace the file is ("net", "mnt", ...; "" when not one).
+    namespace_kinds: Mapping[str, str] = field(default_factory=dict)
+    # User-namespace paths -> whether that namespace maps host uid or gid 0 (None: unknown).
+    userns_maps_host_root: Mapping[str, bool] = field(default_factory=dict)
+    # Directories the container engines keep per-container state in (their roots, discovered
+    # from their configuration); admitted like filesystem.allowed_host_paths and rootfs_dirs.
+    engine_dirs: tuple[str, ...] = ()
+    # A root filesystem the person named on sandbox's own command line (`sandbox run --rootfs DIR`,
+    # resolved; `--bundle B` names B and admits roots strictly inside it): trusted input, so it
+    # need not lie in filesystem.rootfs_dirs, but system paths are still refused.
+    named_root: str = ""
+    named_root_subtree: bool = False
+    # Resolved paths of sandbox's own hook programs (installed beside sandbox, root-owned chain).
+    own_hooks: frozenset[str] = frozenset()
+    # Container paths (mount destinations of proc, sysfs, cgroup, devpts, mqueue and /dev) that
+    # are, or pass through, a symlink in the rootfs.
+    rootfs_symlinks: frozenset[str] = frozenset()
     # Mount destinations (and hook-required paths) that do not exist in the rootfs.
     missing_in_rootfs: frozenset[str] = frozenset()
     rootfs_owner_uid: int | None = None

@@ -224,6 +224,42 @@ def incomplete_deny_list(p: Profile) -> Iterator[Finding]:
         yield _f("SBX016", f"{name} is denied but {', '.join(rest)} still reach that operation")
 
 
+@rule("SBX017", "high", "runc_mitigations")
+def runc_mitigations_off(p: Profile) -> Iterator[Finding]:
+    """SBX017 runc CVE mitigations off.
+
+    `runc_mitigations: false` leaves shapes that known runc vulnerabilities need (a /dev that
+    is not a fresh tmpfs, a cwd through /proc/self/fd, mounts nested in shared volumes) to a runc
+    that may not carry the fixes (see docs/security.md).  Fix: `runc_mitigations: true`.
+    """
+    if not p.runc_mitigations:
+        yield _f("SBX017", "config-level mitigations of known runc vulnerabilities are off")
+
+
+@rule("SBX018", "medium", "unknown_config_fields")
+def unknown_fields_warned(p: Profile) -> Iterator[Finding]:
+    """SBX018 config fields sandbox has no rule for are only warned about.
+
+    With `unknown_config_fields: warn`, a config.json field outside sandbox's table of what runc
+    acts on (or one that reaches the host, such as net_cls class ids) is kept, with a warning.
+    A newer runc could act on it unchecked.  Fix: `unknown_config_fields: refuse`.
+    """
+    if p.unknown_config_fields != "refuse":
+        yield _f("SBX018", "config.json fields outside sandbox's table are kept with a warning")
+
+
+@rule("SBX019", "medium", "filesystem.mount_types")
+def extra_mount_types(p: Profile) -> Iterator[Finding]:
+    """SBX019 mount types beyond what a container needs.
+
+    `filesystem.mount_types` lets a bundle mount more filesystem types; block-device and network
+    filesystems reach host storage, kernel filesystems (debugfs, bpf, securityfs) the kernel.
+    Their sources still go through the host-path rules.  Fix: remove what no workload needs.
+    """
+    for t in p.filesystem.mount_types:
+        yield _f("SBX019", f"mounts of type {t} are allowed")
+
+
 def lint(profile: Profile) -> list[Finding]:
     return [f for _, _, fn in RULES for f in fn(profile)]
 

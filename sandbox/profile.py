@@ -77,6 +77,10 @@ class FilesystemPolicy:
     readonly_system_mounts: bool = True  # sysfs and cgroup mounts forced read-only
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
+    # filesystem types allowed beyond the built-in ones (tables.MOUNT_TYPES)
+    mount_types: tuple[str, ...] = ()
+    # directories a container's root filesystem may lie in (strictly inside one of them)
+    rootfs_dirs: tuple[str, ...] = ()
 
 
 @record
@@ -114,6 +118,12 @@ class HookPolicy:
 
 
 @record
+class ProcessPolicy:
+    oom_score_adj_min: int | None = None  # process.oomScoreAdj is raised to at least this
+    rlimits: tuple[tuple[str, int], ...] = ()  # (RLIMIT_*, maximum for soft and hard)
+
+
+@record
 class LsmPolicy:
     apparmor: str | None = None
     selinux: str | None = None
@@ -146,6 +156,9 @@ class Profile:
     sysctls: SysctlPolicy = SysctlPolicy()
     hooks: HookPolicy = HookPolicy()
     lsm: LsmPolicy = LsmPolicy()
+    process: ProcessPolicy = ProcessPolicy()
+    unknown_config_fields: str = "refuse"  # refuse | warn: config.json fields outside sandbox's table
+    runc_mitigations: bool = True  # config-level mitigations of known runc vulnerabilities
     monitor: MonitorPolicy = MonitorPolicy()
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # every operator file the profile was built from (chain and seccomp base), for trust checks
@@ -158,7 +171,7 @@ class Profile:
 
 _MODEL: dict[str, type] = {c.__name__: c for c in (
     IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
-    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, LsmPolicy, MonitorPolicy, Profile)}
+    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, ProcessPolicy, LsmPolicy, MonitorPolicy, Profile)}
 
 
 def to_plain(obj: Any) -> Any:

@@ -129,6 +129,7 @@ class _Shim:
         # the daemon: what is to be said goes back to its client, which writes --log and stderr
         self.said: list[tuple[str, str]] | None = None
         self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
+        self.container_problems: list[Any] = []  # what reading the container's config.json tolerated
 
     def dispatch(self, args: list[str]) -> int:
         self.load()
@@ -313,17 +314,19 @@ class _Shim:
     def prepare_bundle(self) -> str:
         """Everything before runc: select, harden, audit the decisions, write config.json; the bundle path."""
         from .bundle import read_config, write_config_atomic
-        from .service import harden
+        from .service import bundle_problems, harden
 
         bundle = self.bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
-        config = read_config(bundle)
+        problems: list[Any] = []
+        config = read_config(bundle, problems=problems)
         self.profile = self.select_profile(config)
-        outcome = harden(self.profile, config, bundle)
+        tolerated = bundle_problems(self.profile, problems)  # complain mode: recorded, not refused
+        outcome = harden(self.profile, config, bundle, self.inv.container_id or "")
         resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by
         self._audit([{"event": "profile_resolved", "data": resolved}]
-                    + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions], bundle)
+                    + [{"event": "decision", "decision": d.to_dict()} for d in tolerated + outcome.decisions], bundle)
         if outcome.refused:
             from .formats import refusal_message
 
@@ -386,7 +389,15 @@ class _Shim:
             self.exec_runc(self.inv.argv)
         state = json.loads(res.stdout.decode("utf-8", "replace"))
         bundle = state.get("bundle", "")
-        return read_config(bundle), bundle
+        # leniently: a container complain mode let start must stay reachable (see _container_profile)
+        return read_config(bundle, problems=self.container_problems), bundle
+
+    def _container_profile(self, config: dict[str, Any]) -> Any:
+        from .service import bundle_problems
+
+        profile = self.select_profile(config)
+        bundle_problems(profile, self.container_problems)  # recorded at create; enforce mode raises
+        return profile
 
     # -- exec ---------------------------------------------------------------------------------
     def harden_exec(self) -> int:
@@ -397,7 +408,7 @@ class _Shim:
         from .service import harden
 
         config, bundle = self._container()
-        self.profile = self.select_profile(config)
+        self.profile = self._container_profile(config)
         argv = list(self.inv.argv)
         proc_file = self.inv.flag("process", "p")
         if proc_file:
@@ -473,7 +484,7 @@ class _Shim:
         from .update import clamp_flags, clamp_resources
 
         config, bundle = self._container()
-        self.profile = self.select_profile(config)
+        self.profile = self._container_profile(config)
         argv = list(self.inv.argv)
         decisions: list[Any] = []
         res_file = self.inv.flag("resources", "r")

@@ -91,11 +91,122 @@ HOOK_STAGES: tuple[str, ...] = (
     "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
 )
 
-# Hooks the engines themselves put into every container.  Docker adds
-# `/proc/<dockerd pid>/exe libnetwork-setkey ...` as a prestart hook even with
-# --network none; refusing it would make Docker unusable.  (resolved binary
-# basename, argv[0])
-ENGINE_HOOKS: tuple[tuple[str, str], ...] = (("dockerd", "libnetwork-setkey"),)
+# Hook stages whose path is resolved, and run, on the host side (runtime namespace, or runc init
+# before pivot_root with every capability).  startContainer hooks run inside the container, after
+# its capabilities are dropped and its seccomp filter is loaded: their path is a container path.
+HOST_HOOK_STAGES: tuple[str, ...] = ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+
+# Hooks the engines themselves put into every container, by the engine binary's name: the stages
+# it uses and the shape of its arguments (each a literal, or `<hex64>`, `<hex12>`, `<abs>` for an
+# absolute path after a literal prefix, `<id>` for the container id; `?` marks an optional one).
+# Docker (daemon/oci_linux.go) adds `/proc/<dockerd pid>/exe libnetwork-setkey
+# -exec-root=<exec root> <container id> <short controller id>` as a prestart hook; refusing it
+# would make Docker unusable.  Whether a hook is an engine's is decided by identity (see
+# transform/hostpath.py), the name only picks the shape to compare with.
+ENGINE_HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "dockerd": (("prestart",), ("libnetwork-setkey", "?-exec-root=<abs>", "<id>", "<hex12>")),
+}
+
+# glibc's UNSECURE_ENVVARS (sysdeps/generic/unsecvars.h) plus LD_*: what the dynamic loader drops
+# for setuid programs because they make a program load or read what the caller chose.  A hook's
+# env carrying one would run the allow-listed binary with the bundle author's code.
+UNSECURE_ENV_PREFIXES: tuple[str, ...] = ("LD_",)
+UNSECURE_ENV: frozenset[str] = frozenset({
+    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE",
+    "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+})
+
+# -- mounts (runc 1.1.5 libcontainer/specconv and rootfs_linux.go) ------------------------------------
+
+# Options runc itself turns into mount flags, propagation, mount_setattr(2) attributes or its own
+# extensions; every other option string becomes filesystem data passed to the kernel.
+MOUNT_FLAG_OPTIONS: frozenset[str] = frozenset({
+    "acl", "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime",
+    "loud", "mand", "noacl", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand",
+    "norelatime", "nostrictatime", "nosuid", "nosymfollow", "rbind", "relatime", "remount", "ro", "rw",
+    "silent", "strictatime", "suid", "sync", "symfollow",
+    "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable",
+    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime",
+    "rrelatime", "rnorelatime", "rnoatime", "ratime", "rstrictatime", "rnostrictatime", "rnosymfollow",
+    "rsymfollow",
+    "tmpcopyup",
+})
+# A flag and the options that undo it when they come later (runc applies options in order).
+MOUNT_FLAG_CLEARS: dict[str, tuple[str, ...]] = {
+    "nosuid": ("suid", "rsuid"), "nodev": ("dev", "rdev"), "noexec": ("exec", "rexec"), "ro": ("rw", "rrw"),
+}
+# Propagation that would carry mounts between the container and the host -> its one-way form.
+SHARED_PROPAGATION: dict[str, str] = {"shared": "slave", "rshared": "rslave"}
+
+# The filesystem types a container needs, with the one destination each may be mounted at (None:
+# anywhere) and the filesystem data options it may carry (`key` or `key=`; for overlay, the
+# directory options are host paths and go through the host-path gate).  `bind` is recognised by
+# its options (`bind`/`rbind`), whatever the type says, as runc does.  A second proc or sysfs
+# elsewhere would be one without the masked and read-only paths, so they are pinned.
+MOUNT_TYPES: dict[str, tuple[str | None, frozenset[str]]] = {
+    "proc": ("/proc", frozenset({"hidepid=", "gid=", "subset="})),
+    "sysfs": ("/sys", frozenset()),
+    "tmpfs": (None, frozenset({"size=", "nr_blocks=", "nr_inodes=", "mode=", "uid=", "gid=", "huge=", "inode32",
+                               "inode64", "noswap"})),
+    "devpts": ("/dev/pts", frozenset({"newinstance", "ptmxmode=", "mode=", "gid=", "uid=", "max="})),
+    "mqueue": ("/dev/mqueue", frozenset()),
+    "cgroup": ("/sys/fs/cgroup", frozenset()),
+    "cgroup2": ("/sys/fs/cgroup", frozenset()),
+    "bind": (None, frozenset()),
+    "overlay": (None, frozenset({"lowerdir=", "upperdir=", "workdir=", "userxattr", "volatile", "index=off",
+                                 "redirect_dir=off", "redirect_dir=nofollow", "metacopy=off", "xino=off",
+                                 "xino=auto", "xino=on", "uuid=off", "uuid=null", "uuid=auto", "uuid=on",
+                                 "nfs_export=off"})),
+}
+OVERLAY_DIR_OPTIONS: tuple[str, ...] = ("lowerdir", "upperdir", "workdir")
+# Mounted by runc before pivot_root at a path it creates (proc and sysfs must be on a plain
+# directory): a symlink there would take the mount elsewhere (CVE-2019-16884, CVE-2023-27561/28642).
+SYSTEM_MOUNT_TYPES: frozenset[str] = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue"})
+
+# Where engines and sandbox keep container root filesystems: the default of filesystem.rootfs_dirs.
+ROOTFS_DIRS: tuple[str, ...] = (
+    "/var/lib/docker", "/var/lib/containers/storage", "/run/containers/storage", "/var/lib/containerd",
+    "/run/containerd/io.containerd.runtime.v2.task", "/var/lib/sandbox", "/var/cache/sandbox", "/run/sandbox",
+    "/tmp", "/var/tmp",  # noqa: S108 - directories (strictly) inside which a rootfs may be
+)
+
+# The host's own system trees: never a container's root, even one named on sandbox's command line
+# (`sandbox run --rootfs /usr` would hand the container the host's programs, writable under baseline).
+HOST_SYSTEM_TREES: tuple[str, ...] = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
+)
+# Top-level directories that hold everyone's files: not a root themselves (a directory below may be).
+HOST_TOP_DIRS: tuple[str, ...] = (
+    "/", "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp",  # noqa: S108 - names, never opened
+)
+
+# -- process ---------------------------------------------------------------------------------------------
+
+# The rlimits runc 1.1 knows (libcontainer/specconv rlimitMap); any other name makes runc fail.
+RLIMITS: tuple[str, ...] = (
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+    "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+)
+
+# AppArmor profiles and SELinux types that switch confinement off (Pod Security "baseline" forbids them).
+UNCONFINED_APPARMOR: frozenset[str] = frozenset({"unconfined"})
+SELINUX_CONTAINER_TYPES: frozenset[str] = frozenset({"container_t", "container_init_t", "container_kvm_t",
+                                                    "container_engine_t"})
+
+# -- cgroups -----------------------------------------------------------------------------------------------
+
+# cgroup v2 files `linux.resources.unified` may write (runc writes any file name it is given into the
+# container's cgroup: `cgroup.procs` would move host processes in, `cgroup.subtree_control` and
+# `cgroup.type` reshape the tree).  Each maps to the profile limit it would override, if any.
+UNIFIED_KEYS: dict[str, str | None] = {
+    "memory.max": "memory", "memory.swap.max": "memory", "memory.high": "memory", "memory.low": None,
+    "memory.min": None, "memory.oom.group": None, "memory.swap.high": "memory", "memory.zswap.max": None,
+    "pids.max": "pids", "cpu.max": "cpu", "cpu.weight": None, "cpu.weight.nice": None, "cpu.idle": None,
+    "cpu.uclamp.min": None, "cpu.uclamp.max": None, "cpuset.cpus": None, "cpuset.mems": None,
+    "io.weight": None, "io.max": None, "io.latency": None, "io.bfq.weight": None, "hugetlb.2MB.max": None,
+    "hugetlb.1GB.max": None, "rdma.max": None,
+}
 
 # Kubernetes' "safe" sysctl set: namespaced, cannot affect other pods or the node.
 SAFE_SYSCTLS: tuple[str, ...] = (

@@ -22,10 +22,15 @@ def check(profile_ref: str, bundle_dir: str, fmt: str) -> None:
     """
     from .. import formats
     from ..bundle import read_config
-    from ..service import harden, resolve_profile
+    from ..decisions import Outcome
+    from ..service import bundle_problems, harden, resolve_profile
 
     profile = resolve_profile(profile_ref)
-    outcome = harden(profile, read_config(bundle_dir), bundle_dir)
+    problems: list = []
+    config = read_config(bundle_dir, problems=problems)
+    tolerated = bundle_problems(profile, problems)
+    outcome = harden(profile, config, bundle_dir)
+    outcome = Outcome(config=outcome.config, decisions=tolerated + outcome.decisions)
     if fmt == "json":
         click.echo(json.dumps(formats.outcome_json(profile, outcome), indent=2))
     else:
@@ -49,10 +54,13 @@ def apply_cmd(profile_ref: str, bundle_dir: str, output: str | None) -> None:
 
     from .. import formats
     from ..bundle import read_config, write_config_atomic
-    from ..service import harden, resolve_profile
+    from ..service import bundle_problems, harden, resolve_profile
 
     profile = resolve_profile(profile_ref)
-    outcome = harden(profile, read_config(bundle_dir), bundle_dir)
+    problems: list = []
+    config = read_config(bundle_dir, problems=problems)
+    bundle_problems(profile, problems)
+    outcome = harden(profile, config, bundle_dir)
     if outcome.refused:
         click.echo(f"sandbox: {formats.refusal_message(profile, outcome)}", err=True)
         sys.exit(EXIT_REFUSED)

@@ -151,7 +151,9 @@ class _Runner:
 
         ensure_dir(state_dir, 0o700)
         self.config = config
-        outcome = harden(self.profile, config, None, learn_agent=self.learn_agent)
+        # the rootfs or bundle named here is the person's choice, not a hostile config.json's
+        outcome = harden(self.profile, config, None, self.cid, named_root=os.path.abspath(bundle or rootfs_path),
+                         named_root_subtree=bool(bundle), learn_agent=self.learn_agent)
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,
                                                               "mode": self.profile.mode}}]

@@ -117,7 +117,7 @@ def verify(container_id: str, runc_root: str | None, runc_path: str | None, prof
         from ..service import apply_profile_to_config
 
         try:
-            expected_config = apply_profile_to_config(profile_ref, expected_config)
+            expected_config = apply_profile_to_config(profile_ref, expected_config, bundle)
         except PolicyRefusal as e:
             _pid_of(state, container_id)
             checks = [_refusal_check(profile_ref, e)]

@@ -15,6 +15,7 @@ from ..decisions import Outcome
 from ..hostfacts import HostFacts
 from .context import Context
 from .devices import devices
+from .fields import cgroups, config_fields, process_fields
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
@@ -32,11 +33,12 @@ if TYPE_CHECKING:
     from ..profile import Profile
 
 
-# user before namespaces (it needs to know whether the bundle had a user namespace),
-# capabilities before seccomp (capability-conditional syscalls follow the final set).
+# config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
+# whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
+# syscalls follow the final set), process after capabilities (it empties the inheritable set).
 STEPS: tuple[Callable[[Context], None], ...] = (
-    user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices, sysctls,
-    hooks, lsm,
+    config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
+    sysctls, hooks, lsm, process_fields, cgroups,
 )
 
 

@@ -6,6 +6,7 @@ from ..decisions import Decision
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from ..decisions import Action
@@ -50,24 +51,24 @@ class Context:
                 return None
         return node
 
-    def realpath(self, path: str) -> str:
-        """The host's resolution of `path` when the edge gave one, else a lexical one.
-
-        Lexically, the well-known aliases are folded (/var/run is /run on every
-        current distribution) so that an unresolved alias is never a way around
-        a forbidden path.
-        """
-        if path in self.host.realpaths:
-            return self.host.realpaths[path]
-        p = _normpath("/" + path.lstrip("/"))
+    def fold(self, path: str) -> str:
+        """A normalised absolute path with the well-known aliases folded (/var/run is /run on every
+        current distribution), so that an unresolved alias is never a way around a forbidden path."""
         for alias, target in (("/var/run", "/run"), ("/var/lock", "/run/lock")):
-            if p == alias or p.startswith(alias + "/"):
-                p = target + p[len(alias):]
-        return p
+            if path == alias or path.startswith(alias + "/"):
+                return target + path[len(alias):]
+        return path
+
+    def unknown(self, control: str, ptr: str, before: Any, reason: str) -> None:
+        """A field sandbox has no rule for, or one that reaches beyond the container: refused or
+        warned about, as the profile's unknown_config_fields says."""
+        action: Action = "refuse" if self.profile.unknown_config_fields == "refuse" else "warn"
+        self.decide(control, ptr, action, before, None if action == "refuse" else before, reason,
+                    "unknown_config_fields")
 
 
-def _normpath(path: str) -> str:
-    """posixpath.normpath for absolute paths, without importing anything."""
+def walk(path: str) -> Iterator[list[str]]:
+    """The components of `path` after each step the kernel takes (`..` pops), without importing anything."""
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
@@ -77,4 +78,10 @@ def _normpath(path: str) -> str:
                 parts.pop()
         else:
             parts.append(part)
-    return "/" + "/".join(parts)
+        yield parts
+
+
+def _normpath(path: str) -> str:
+    """posixpath.normpath for absolute paths."""
+    steps = list(walk(path))  # every step yields the one list, as it is at the end
+    return "/" + "/".join(steps[-1]) if steps else "/"

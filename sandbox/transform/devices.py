@@ -1,10 +1,15 @@
-"""Devices: host devices outside the allow-list are refused; cgroup device access is kept to the standard set."""
+"""Devices: device nodes outside the allow-list are refused; cgroup device access is kept to the standard set.
+
+A `linux.devices` entry asks runc to make a device node (type, major:minor) at a path in the
+container; the node need not exist on the host, so reasons name the node, not a "host device".
+"""
 
 from __future__ import annotations
 
 from .. import tables
 from ..decisions import pointer
 from .context import Context
+from .hostpath import gate
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,20 +30,19 @@ def _standard(rule: dict[str, Any], allowed_numbers: set[tuple[Any, Any, Any]]) 
 
 
 def devices(ctx: Context) -> None:
-    allow = set(ctx.profile.devices.allow)
     linux = ctx.section("linux")
     numbers: set[tuple[Any, Any, Any]] = set(tables.STANDARD_DEVICES.values())
     for i, dev in enumerate(linux.get("devices") or []):
         if not isinstance(dev, dict):
             continue
         path = dev.get("path")
-        if path in allow or path in tables.STANDARD_DEVICES:
+        v = gate(ctx, "device", path if isinstance(path, str) else "", dev)
+        if v.ok:
+            # the numbers were checked against the host's node (or the standard table): their cgroup rule may stay
             numbers.add((dev.get("type"), dev.get("major"), dev.get("minor")))
-            ctx.decide("devices", pointer("linux", "devices", i), "keep", path, path,
-                       "the device is allowed by the profile", "devices.allow")
+            ctx.decide("devices", pointer("linux", "devices", i), "keep", path, path, v.reason, v.key)
         else:
-            ctx.decide("devices", pointer("linux", "devices", i), "refuse", path, None,
-                       f"host device {path} is not in the profile's device allow-list", "devices.allow")
+            ctx.decide("devices", pointer("linux", "devices", i), "refuse", path, None, v.reason, v.key)
     res = linux.get("resources")
     rules = res.get("devices") if isinstance(res, dict) else None
     if not isinstance(rules, list):

@@ -1,38 +1,33 @@
-"""OCI hooks run on the host as root: only allow-listed binaries and the engines' own hooks may run."""
+"""OCI hooks run on the host as root: only sandbox's own, allow-listed binaries and the engines' own
+hooks (by identity, see transform/hostpath.py) may run."""
 
 from __future__ import annotations
-
-import posixpath
 
 from .. import tables
 from ..decisions import pointer
 from .context import Context
+from .hostpath import gate
 
 
 def hooks(ctx: Context) -> None:
-    pol = ctx.profile.hooks
-    allow = set(pol.allow)
     stages = ctx.config.get("hooks")
     if not isinstance(stages, dict):
         return
     for stage in sorted(stages):
-        for i, hook in enumerate(stages[stage] or []):
+        entries = stages[stage]
+        for i, hook in enumerate(entries if isinstance(entries, list) else []):
             if not isinstance(hook, dict):
                 continue
             path = hook.get("path")
+            ptr = pointer("hooks", stage, i)
             if not isinstance(path, str):
                 continue
-            real = ctx.realpath(path)
-            args = hook.get("args") or []
-            argv0 = args[0] if args and isinstance(args[0], str) else ""
-            ptr = pointer("hooks", stage, i)
-            shown = path if real == path else f"{path} ({real})"
-            if real in allow or path in allow:
-                ctx.decide("hooks", ptr, "keep", shown, shown, "the hook binary is allow-listed", "hooks.allow")
-            elif pol.allow_engine_hooks and (posixpath.basename(real), argv0) in tables.ENGINE_HOOKS:
-                ctx.decide("hooks", ptr, "keep", shown, shown,
-                           f"{posixpath.basename(real)} {argv0} is the engine's own hook", "hooks.allow_engine_hooks")
-            else:
-                ctx.decide("hooks", ptr, "refuse", shown, None,
-                           f"{stage} hook {shown} would run on the host as root and is not allow-listed",
-                           "hooks.allow")
+            if stage == "startContainer":
+                ctx.decide("hooks", ptr, "keep", path, path,
+                           "a startContainer hook runs inside the container, after its capabilities are dropped and "
+                           "its seccomp filter is loaded, as the container's own command", "hooks")
+                continue
+            if stage not in tables.HOST_HOOK_STAGES:
+                continue  # not a stage runc 1.1 runs: the config-field table step answers for it
+            v = gate(ctx, "hook", path, hook, stage)
+            ctx.decide("hooks", ptr, "keep" if v.ok else "refuse", path, path if v.ok else None, v.reason, v.key)

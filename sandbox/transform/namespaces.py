@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..decisions import pointer
 from .context import Context
+from .hostpath import gate
 
 
 def _required(ctx: Context) -> list[str]:
@@ -27,16 +28,9 @@ def namespaces(ctx: Context) -> None:
         path = ns.get("path")
         if not path:
             continue
-        is_host = ctx.host.host_namespaces.get(path)
         ptr = pointer("linux", "namespaces", i, "path")
-        if is_host is False:
-            ctx.decide("namespaces", ptr, "keep", path, path,
-                       f"joins an existing {kind} namespace that is not the host's (a shared pod namespace)",
-                       "namespaces.required")
-        else:
-            why = "is the host's own" if is_host else "cannot be checked to be other than the host's"
-            ctx.decide("namespaces", ptr, "refuse", path, None,
-                       f"joining the {kind} namespace at {path}, which {why}", "namespaces.required")
+        v = gate(ctx, "namespace", path if isinstance(path, str) else str(path), ns)
+        ctx.decide("namespaces", ptr, "keep" if v.ok else "refuse", path, path if v.ok else None, v.reason, v.key)
     for kind in _required(ctx):
         if kind not in present:
             nss.append({"type": kind})

@@ -1,20 +1,23 @@
 """Seccomp: the profile's filter, resolved for the final capabilities, intersected with the bundle's.
 
-A syscall is allowed only if both filters allow it; the stricter default action
-wins.  Docker-style capability conditions are resolved against the bounding set
-that survives the capability transform, so a syscall allowed only with
+A call is allowed exactly when both filters allow it (argument conditions included);
+a call either denies gets the stricter of the two answers, and the stricter default
+action wins.  Docker-style capability conditions are resolved against the bounding
+set that survives the capability transform, so a syscall allowed only with
 CAP_SYS_ADMIN goes when CAP_SYS_ADMIN goes.
 """
 
 from __future__ import annotations
 
-from .. import tables
+from .. import seccomp_eval, tables
 from ..decisions import pointer
 from .context import Context
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from ..seccomp_eval import ArgBox, Atom, Verdict
 
 
 Arg = tuple[int, int, int, str]  # index, value, valueTwo, op
@@ -133,51 +136,286 @@ def bundle_filter(raw: dict[str, Any]) -> tuple[Rule, Table]:
     return default, {n: _dedupe(r) for n, r in table.items()}
 
 
-def _conjoin(a: tuple[Arg, ...], b: tuple[Arg, ...]) -> tuple[Arg, ...] | None:
-    """Both conditions at once, or None when that needs two conditions on one argument.
+# -- the exact intersection of two filters, one syscall at a time ------------------------------------
+#
+# Each side's rules for a syscall partition the calls into regions, one per verdict (runc's view:
+# rules split where an argument repeats, rules with the default's action not installed, overlaps
+# read as the strictest).  The intersection gives every call the stricter of the two sides'
+# verdicts (the profile's on a tie) and is emitted as boxes — rules with one condition per
+# argument, which runc installs as written — that never overlap across verdicts, so libseccomp's
+# tree order cannot change what they mean.  Where one condition cannot say a conjunction on one
+# argument, seccomp_eval.cond_and splits it into ORed conditions, so the allowed set is exactly
+# the intersection: never larger, never needlessly smaller.
 
-    runc turns several conditions on the same argument into separate rules (an OR),
-    which would allow more than either side; such a pair is left out (denied).
-    """
-    merged = dict((x[0], x) for x in a)
-    for x in b:
-        if x[0] in merged and merged[x[0]] != x:
-            return None
-        merged[x[0]] = x
-    return tuple(sorted(merged.values()))
-
-
-def intersect(p: list[Rule], b: list[Rule]) -> list[Rule]:
-    """What both rule sets for one syscall allow (each list is ORed; an empty args tuple is unconditional)."""
-    p_uncond = len(p) == 1 and not p[0][2]
-    b_uncond = len(b) == 1 and not b[0][2]
-    if p_uncond and b_uncond:
-        return [_stricter(p[0], b[0])]
-    if p_uncond:
-        return b if p[0][0] == "SCMP_ACT_ALLOW" else p
-    if b_uncond:
-        return p if b[0][0] == "SCMP_ACT_ALLOW" else b
-    if sorted(p, key=_rule_key) == sorted(b, key=_rule_key):
-        return p
-    out = []
-    for pr in p:
-        for br in b:
-            if pr[0] in tables.SECCOMP_PERMISSIVE_ACTIONS and br[0] in tables.SECCOMP_PERMISSIVE_ACTIONS:
-                args = _conjoin(pr[2], br[2])
-                if args is not None:
-                    out.append(_stricter(pr, br)[:2] + (args,))  # type: ignore[operator]
-    return _dedupe(out)
+# Budgets.  Engine filters need a few dozen boxes and rules per syscall; past these a hostile bundle
+# could make the transform arbitrarily slow or the filter longer than the kernel's 4096 BPF
+# instructions (runc could not load it), so such a syscall gets the strictest answer either side
+# gives any of its calls instead (never looser; a decision says so).
+PER_SYSCALL = 2000  # boxes made while intersecting one syscall
+PER_FILTER = 20000  # ... and the whole filter
+RULES_PER_SYSCALL = 256  # conditional rules emitted for one syscall
+RULES_PER_FILTER = 256  # ... and the whole filter, beyond those of the bundle or profile as written
+_PRUNE_MAX = 300  # more boxes than this for one verdict are only deduplicated, not pruned
+_DECISION_WORK = 500  # a region only a decision asks about: past this it counts as not empty
 
 
-def _emit(default: Rule, table: Table) -> list[dict[str, Any]]:
+class TooComplex(Exception):
+    pass
+
+
+class Work:
+    """What one syscall's intersection may still make: boxes, and conditional rules to emit."""
+
+    __slots__ = ("left", "rules")
+
+    def __init__(self, left: int = PER_SYSCALL, rules: int = RULES_PER_SYSCALL) -> None:
+        self.left = left
+        self.rules = rules
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise TooComplex
+
+    def emit(self, n: int) -> None:
+        self.rules -= n
+        if self.rules < 0:
+            raise TooComplex
+
+
+Regions = list[tuple["Verdict", list["ArgBox"]]]
+
+
+def _regions(default: Rule, rules: list[Rule], work: Work) -> tuple[Regions, list[ArgBox]]:
+    """(verdict, boxes) per verdict other than the default's, disjoint across verdicts; and the
+    boxes of all installed rules (whose union the default does not reach)."""
+    groups: dict[Verdict, list[ArgBox]] = {}
+    for r in seccomp_eval.installed(default, rules):
+        box = seccomp_eval.box_of(r[2])
+        if box is not None:
+            groups.setdefault(seccomp_eval.action_of(r[0], r[1]), []).append(box)
+    raw = [b for boxes in groups.values() for b in boxes]
+    if len(groups) < 2:
+        return list(groups.items()), raw
+    out: Regions = []
+    stricter: list[ArgBox] = []
+    for v in sorted(groups, key=seccomp_eval.strength, reverse=True):  # an overlap goes to the stricter
+        boxes = groups[v]
+        if any(seccomp_eval.box_meets(a, b) for a in boxes for b in stricter):
+            boxes = _minus_all(boxes, stricter, work)
+        if boxes:
+            out.append((v, boxes))
+        stricter = stricter + groups[v]
+    return out, raw
+
+
+def _minus_all(boxes: list[ArgBox], minus: list[ArgBox], work: Work) -> list[ArgBox]:
+    """`boxes` less every call matching one of `minus`."""
+    if any(not m for m in minus):
+        return []  # an unconditional box covers every call
+    out = [b for b in boxes if not any(seccomp_eval.box_subset(b, m) for m in minus)]
+    for i, m in enumerate(minus):
+        later = minus[i + 1:]
+        nxt: list[ArgBox] = []
+        for b in out:
+            for piece in seccomp_eval.box_minus(b, m):
+                if not any(seccomp_eval.box_subset(piece, x) for x in later):
+                    nxt.append(piece)
+            work.spend(len(nxt))
+        out = nxt
+        if not out:
+            break
+    return out
+
+
+def _prune(boxes: list[ArgBox]) -> list[ArgBox]:
+    """The same union in fewer boxes: no duplicates and (up to _PRUNE_MAX boxes) none inside another,
+    and boxes that differ in one argument merged where one atom says both."""
+    seen: dict[tuple[Any, ...], ArgBox] = {}
+    for b in boxes:
+        seen.setdefault(tuple(sorted(b.items())), b)
+    todo = list(seen.values())
+    if len(todo) > _PRUNE_MAX:
+        return todo
+    kept: list[ArgBox] = []
+    while todo:
+        b = todo.pop()
+        if any(seccomp_eval.box_subset(b, k) for k in kept):
+            continue
+        kept = [k for k in kept if not seccomp_eval.box_subset(k, b)]
+        for i, k in enumerate(kept):
+            merged = seccomp_eval.box_union(b, k)
+            if merged is not None:
+                del kept[i]
+                todo.append(merged)  # it may merge further
+                break
+        else:
+            kept.append(b)
+    if len(kept) > 1:
+        try:  # together they may cover every call: one unconditional rule says it
+            if not _minus_all([{}], kept, Work(_DECISION_WORK, 0)):
+                return [{}]
+        except TooComplex:
+            pass
+    return kept
+
+
+class Combined:
+    """One syscall's intersection: the emitted rules and what the decision needs to know."""
+
+    __slots__ = ("rules", "allowed_after", "narrowed", "prules", "pdefault", "exact", "approx")
+
+    def __init__(self, rules: list[Rule], allowed_after: bool, narrowed: set[Verdict], prules: list[Rule],
+                 pdefault: Verdict, exact: bool = True) -> None:
+        self.rules = rules
+        self.allowed_after = allowed_after  # the intersection lets some call of it run
+        self.narrowed = narrowed  # what calls the bundle let run now get (empty: none lost)
+        self.prules = prules  # the profile's rules for the syscall, as runc installs them
+        self.pdefault = pdefault
+        self.exact = exact  # False: too complex, every call gets the strictest answer
+        self.approx: set[Verdict] = set()  # answers too complex to emit: their calls get the default
+
+
+def _region(up: list[ArgBox] | None, ub: list[ArgBox] | None, allp: list[ArgBox], allb: list[ArgBox],
+            work: Work) -> list[ArgBox]:
+    """The calls in the profile's region `up` and the bundle's `ub` (None: that side's default region)."""
+    if up is not None and ub is not None:
+        out = []
+        for a in up:
+            for b in ub:
+                both = seccomp_eval.box_and(a, b)
+                if both is not None:
+                    out.append(both)
+        work.spend(len(out))
+        return out
+    if up is None and ub is not None:
+        return _minus_all(ub, allp, work)
+    if ub is None and up is not None:
+        return _minus_all(up, allb, work)
+    return _minus_all([{}], allp + allb, work)
+
+
+def combine(pdefault: Rule, prules: list[Rule], bdefault: Rule, brules: list[Rule], default: Verdict,
+            work: Work | None = None) -> Combined:
+    """The exact intersection of the profile's and the bundle's rules for one syscall, under the
+    emitted `default` (the stricter of the two defaults)."""
+    work = work or Work()
+    pdv = seccomp_eval.action_of(pdefault[0], pdefault[1])
+    bdv = seccomp_eval.action_of(bdefault[0], bdefault[1])
+    try:
+        rp, allp = _regions(pdefault, prules, work)
+        rb, allb = _regions(bdefault, brules, work)
+        if bdv == default and _bundle_stands(rp, rb, allp, allb, pdv, bdv) \
+                and not seccomp_eval.conflicts(bdefault, brules):
+            # every call already gets the bundle's answer: keep its rules as written (idempotent)
+            kept = sorted(set(seccomp_eval.installed(bdefault, brules)), key=_rule_key)
+            comb = Combined(kept, any(v[0] in tables.SECCOMP_PERMISSIVE_ACTIONS for v, _ in rb)
+                            or bdv[0] in tables.SECCOMP_PERMISSIVE_ACTIONS, set(), [], pdv)
+        else:
+            comb = _combine(rp, rb, allp, allb, pdv, bdv, default, prules + brules, work)
+        comb.prules = seccomp_eval.installed(pdefault, prules)
+        return comb
+    except TooComplex:
+        pass
+    vp = pdv
+    for r in prules:
+        vp = seccomp_eval.stricter(vp, seccomp_eval.action_of(r[0], r[1]))
+    vb, b_allows = bdv, bdv[0] in tables.SECCOMP_PERMISSIVE_ACTIONS
+    for r in brules:
+        vb = seccomp_eval.stricter(vb, seccomp_eval.action_of(r[0], r[1]))
+        b_allows = b_allows or r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS
+    v = seccomp_eval.stricter(vp, vb)
+    allowed = v[0] in tables.SECCOMP_PERMISSIVE_ACTIONS
+    return Combined([] if v == default else [(v[0], v[1], ())], allowed, set() if allowed or not b_allows else {v},
+                    seccomp_eval.installed(pdefault, prules), pdv, exact=False)
+
+
+def _bundle_stands(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], pdv: Verdict,
+                   bdv: Verdict) -> bool:
+    """Whether the bundle's answer is the intersection's for every call (within a small budget)."""
+    for vp, up in [*rp, (pdv, None)]:
+        for vb, ub in [*rb, (bdv, None)]:
+            if seccomp_eval.stricter(vp, vb) == vb:
+                continue
+            try:
+                if _region(up, ub, allp, allb, Work(_DECISION_WORK, 0)):
+                    return False
+            except TooComplex:
+                return False
+    return True
+
+
+def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], pdv: Verdict, bdv: Verdict,
+             default: Verdict, inputs: list[Rule], work: Work) -> Combined:
+    permissive = tables.SECCOMP_PERMISSIVE_ACTIONS
+    wanted: dict[Verdict, list[tuple[list[ArgBox] | None, list[ArgBox] | None]]] = {}
+    after = False
+    narrowed: set[Verdict] = set()
+    for vp, up in [*rp, (pdv, None)]:
+        for vb, ub in [*rb, (bdv, None)]:
+            v = seccomp_eval.stricter(vp, vb)
+            if v != default:
+                wanted.setdefault(v, []).append((up, ub))
+            # the decision needs to know whether a region the bundle allowed is empty
+            if vb[0] in permissive and not (after if v[0] in permissive else v in narrowed):
+                try:
+                    nonempty = bool(_region(up, ub, allp, allb, Work(_DECISION_WORK, 0)))
+                except TooComplex:
+                    nonempty = True
+                if nonempty and v[0] in permissive:
+                    after = True
+                elif nonempty:
+                    narrowed.add(v)
+    spelling: dict[tuple[int, Atom], Arg] = {}
+    for r in inputs:
+        for c in r[2]:
+            a = seccomp_eval.atom_of(c)
+            if a is not None and a[0] != a[1]:  # a single value is always EQ (LT 1 is libseccomp-fragile)
+                spelling.setdefault((c[0], a), c)
+    written = {r[2] for r in inputs}
+    rules: list[Rule] = []
+    approx: set[Verdict] = set()
+    # what may run first and in full (too complex: the caller gives up); then the deny answers,
+    # strictest first, as far as the budget goes — the rest get the default instead
+    for v in sorted(wanted, key=lambda v: (v[0] not in permissive, -_rank(v[0]), v[0], v[1] or 0)):
+        part = Work(work.left, work.rules)
+        try:
+            boxes = [b for up, ub in wanted[v] for b in _region(up, ub, allp, allb, part)]
+            emitted = []
+            for box in _prune(boxes):
+                part.spend(seccomp_eval.box_size(box))
+                for conds in seccomp_eval.box_conds(box, spelling):
+                    if conds and conds not in written:
+                        part.emit(1)
+                    emitted.append((v[0], v[1], conds))
+        except TooComplex:
+            if v[0] in permissive or default[0] in permissive:
+                raise  # the default would let these calls run: give up on the syscall instead
+            approx.add(v)
+            continue
+        work.left, work.rules = part.left, part.rules
+        rules.extend(emitted)
+    comb = Combined(sorted(set(rules), key=_rule_key), after, narrowed, [], pdv)
+    comb.approx = approx
+    return comb
+
+
+def intersect(p: list[Rule], b: list[Rule], default: Rule = ("SCMP_ACT_ERRNO", None, ())) -> list[Rule]:
+    """What both rule lists for one syscall allow, under one `default` for both (rules ORed)."""
+    dv = seccomp_eval.action_of(default[0], default[1])
+    return combine(default, p, default, b, dv).rules
+
+
+def _emit(table: Table) -> list[dict[str, Any]]:
     groups: dict[Rule, list[str]] = {}
     for name, rules in table.items():
-        if rules == [default]:
-            continue
         for r in rules:
             groups.setdefault(r, []).append(name)
     out = []
-    for r in sorted(groups, key=_rule_key):
+    # runc adds each syscall's rules in this order; libseccomp 2.5 prunes a rule whose condition
+    # chain starts like a shorter one added after it, even when the shorter one compares the other
+    # way (a1 != 3 added after a0 == 7 && a1 == 3 loses the latter): fewer conditions first
+    for r in sorted(groups, key=lambda r: (len(r[2]), _rule_key(r))):
         entry: dict[str, Any] = {"names": sorted(groups[r]), "action": r[0]}
         if r[1] is not None:
             entry["errnoRet"] = r[1]
@@ -185,6 +423,10 @@ def _emit(default: Rule, table: Table) -> list[dict[str, Any]]:
             entry["args"] = [{"index": i, "value": v, "valueTwo": v2, "op": op} for i, v, v2, op in r[2]]
         out.append(entry)
     return out
+
+
+def _simple(rules: list[Rule]) -> bool:
+    return len(rules) == 1 and not rules[0][2]
 
 
 def seccomp(ctx: Context) -> None:
@@ -199,12 +441,45 @@ def seccomp(ctx: Context) -> None:
         return
     pdefault, ptable = prof
     bdefault, btable = bundle_filter(raw) if raw else (("SCMP_ACT_ALLOW", None, ()), {})
-    default = _stricter(pdefault, bdefault)
+    dv = seccomp_eval.stricter(seccomp_eval.action_of(pdefault[0], pdefault[1]),
+                               seccomp_eval.action_of(bdefault[0], bdefault[1]))
+    default: Rule = (dv[0], dv[1], ())
     table: Table = {}
+    changes: list[tuple[str, Combined]] = []
+    budget, rule_budget = PER_FILTER, RULES_PER_FILTER
+    pdv = seccomp_eval.action_of(pdefault[0], pdefault[1])
+    bdv = seccomp_eval.action_of(bdefault[0], bdefault[1])
+    permissive = tables.SECCOMP_PERMISSIVE_ACTIONS
+    verdicts: dict[tuple[str, int | None], Verdict] = {}  # action_of, once per distinct action
+
+    def verdict_of(r: Rule) -> Verdict:
+        v = verdicts.get((r[0], r[1]))
+        if v is None:
+            v = verdicts[(r[0], r[1])] = seccomp_eval.action_of(r[0], r[1])
+        return v
+
     for name in sorted(set(ptable) | set(btable)):
-        pr = ptable.get(name) or [pdefault]
-        br = btable.get(name) or [bdefault]
-        table[name] = pr if pr == br else (intersect(pr, br) or [default])
+        pr = ptable.get(name, [])
+        br = btable.get(name, [])
+        if raw is None and len(pr) == 1 and not pr[0][2]:  # no bundle filter: the profile's answer
+            table[name] = [] if verdict_of(pr[0]) == dv else pr
+            continue
+        if len(pr) <= 1 and len(br) <= 1 and not (pr and pr[0][2]) and not (br and br[0][2]):
+            # no argument conditions on either side: one verdict per side for every call
+            vp = verdict_of(pr[0]) if pr else pdv
+            vb = verdict_of(br[0]) if br else bdv
+            v = vp if vp == vb else seccomp_eval.stricter(vp, vb)
+            table[name] = [] if v == dv else [pr[0] if v == vp and pr else (v[0], v[1], ())]
+            if raw is not None and v[0] not in permissive and vb[0] in permissive:
+                changes.append((name, Combined([], False, {v}, [(vp[0], vp[1], ())], pdv)))
+            continue
+        work = Work(min(PER_SYSCALL, budget), min(RULES_PER_SYSCALL, rule_budget))
+        comb = combine(pdefault, pr, bdefault, br, dv, work)
+        budget -= min(PER_SYSCALL, budget) - max(work.left, 0)
+        rule_budget -= min(RULES_PER_SYSCALL, rule_budget) - max(work.rules, 0)
+        table[name] = comb.rules
+        if raw is not None and (comb.narrowed or comb.approx or not (comb.exact or comb.allowed_after)):
+            changes.append((name, comb))
 
     new: dict[str, Any] = {k: v for k, v in (raw or {}).items()
                            if k not in ("defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags")}
@@ -224,12 +499,12 @@ def seccomp(ctx: Context) -> None:
     if len(kept_flags) != len(flags):
         ctx.decide("seccomp", pointer("linux", "seccomp", "flags"), "drop", flags, kept_flags,
                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW turns off the speculative store bypass mitigation", "seccomp")
-    new["syscalls"] = _emit(default, table)
+    new["syscalls"] = _emit(table)
     if not any(r[0] == "SCMP_ACT_NOTIFY" for rules in table.values() for r in rules):
         new.pop("listenerPath", None)
         new.pop("listenerMetadata", None)
     linux["seccomp"] = new
-    _record(ctx, raw, bdefault, btable, default, table, ptr, pdefault)
+    _record(ctx, raw, bdv, default, table, changes, ptr)
 
 
 def _summary(raw: dict[str, Any] | None) -> str | None:
@@ -239,8 +514,8 @@ def _summary(raw: dict[str, Any] | None) -> str | None:
     return f"defaultAction {raw.get('defaultAction')}, {n} syscall rules"
 
 
-def _record(ctx: Context, raw: dict[str, Any] | None, bdefault: Rule, btable: Table, default: Rule,
-            table: Table, ptr: str, pdefault: Rule) -> None:
+def _record(ctx: Context, raw: dict[str, Any] | None, bdv: Verdict, default: Rule, table: Table,
+            changes: list[tuple[str, Combined]], ptr: str) -> None:
     after = _summary(ctx.config["linux"]["seccomp"])
     if raw is None:
         allowed = sum(1 for r in table.values() if _permissive(r))
@@ -249,37 +524,93 @@ def _record(ctx: Context, raw: dict[str, Any] | None, bdefault: Rule, btable: Ta
                    f"rest with {_action_text(default)}", "seccomp.base")
         return
     changed = False
-    if _rank(default[0]) > _rank(bdefault[0]):
+    if _rank(default[0]) > _rank(bdv[0]):
         changed = True
-        ctx.decide("seccomp", pointer("linux", "seccomp", "defaultAction"), "tighten", _action_text(bdefault),
+        ctx.decide("seccomp", pointer("linux", "seccomp", "defaultAction"), "tighten", _action_text(bdv),
                    _action_text(default), "the profile's default action is stricter; syscalls outside its "
                    "allow-list now fail", "seccomp.default_action")
+    elif (default[0], default[1]) != bdv:
+        changed = True
+        ctx.decide("seccomp", pointer("linux", "seccomp", "defaultAction"), "set", _action_text(bdv),
+                   _action_text(default), "syscalls outside both allow-lists get the profile's answer",
+                   "seccomp.default_errno")
     pol = ctx.profile.seccomp
     base = pol.base_profile or {}
     caps = set(ctx.get("process", "capabilities", "bounding") or [])
-    for name in sorted(table):
-        before = btable.get(name) or [bdefault]
-        after_rules = table[name]
-        if sorted(before, key=_rule_key) == sorted(after_rules, key=_rule_key):
-            continue
+    for name, comb in changes:
         changed = True
-        if _permissive(before) and not _permissive(after_rules):
+        if comb.approx:
+            ctx.decide("seccomp", ptr + "/syscalls", "warn", name, name,
+                       f"the calls of {name} that both filters answer with "
+                       f"{' or '.join(sorted(_action_text(v) for v in comb.approx))} get the default "
+                       f"{_action_text(default)} instead: saying exactly which they are takes more rules than runc "
+                       "and the kernel take", "seccomp")
+            if not comb.narrowed:
+                continue
+        missing = sorted({c for c in _conditional_caps(base, name) if c not in caps})
+        needs = f"{', '.join(missing)}, which the container does not keep" if missing else ""
+        pdesc = _allowed_text(comb)
+        answer = " or ".join(sorted(_action_text(v) for v in comb.narrowed))
+        if not comb.exact:
+            rule = comb.rules[0] if comb.rules else default
+            ctx.decide("seccomp", ptr + "/syscalls", "tighten" if comb.allowed_after else "drop", name,
+                       name if comb.allowed_after else None,
+                       f"the argument conditions of the two filters for {name} are too complex to intersect "
+                       f"exactly within runc's and the kernel's limits; every call of it gets {_action_text(rule)}",
+                       "seccomp")
+            continue
+        if not comb.allowed_after:
             if name in pol.deny:
                 why = f"{name} is listed in seccomp.deny"
+            elif pdesc is None:
+                why = f"{name} is allowed only with {needs}" if needs else \
+                    f"{name} is not in the profile's seccomp allow-list"
             else:
-                missing = [c for c in _conditional_caps(base, name) if c not in caps]
-                why = (f"{name} is allowed only with {', '.join(sorted(set(missing)))}, which the container does "
-                       "not keep") if missing else f"{name} is not in the profile's seccomp allow-list"
-            ctx.decide("seccomp", ptr + "/syscalls", "drop", name, None, why, "seccomp")
-        elif _permissive(before):
+                why = f"the profile allows {name} only when {pdesc}, and the bundle's filter allows no such call"
+            ctx.decide("seccomp", ptr + "/syscalls", "drop", name, None, f"{why}; it now gets {answer}", "seccomp")
+        else:
+            more = f" (more only with {needs})" if needs else ""
             ctx.decide("seccomp", ptr + "/syscalls", "tighten", name, name,
-                       f"{name} is allowed only under the conditions both filters share", "seccomp")
+                       f"the profile allows {name} only when {pdesc}{more}; the bundle's filter also allowed other "
+                       f"calls, which now get {answer}", "seccomp")
     if not changed:
         ctx.decide("seccomp", ptr, "keep", after, after, "the bundle's filter is within the profile's",
                    "seccomp")
 
 
-def _action_text(r: Rule) -> str:
+_OP_TEXT = {"SCMP_CMP_EQ": "==", "SCMP_CMP_NE": "!=", "SCMP_CMP_LT": "<", "SCMP_CMP_LE": "<=",
+            "SCMP_CMP_GT": ">", "SCMP_CMP_GE": ">="}
+
+
+def _num(v: int) -> str:
+    return str(v) if v < 4096 else hex(v)
+
+
+def _cond_text(c: Arg) -> str:
+    i, v, v2, op = c
+    if op == "SCMP_CMP_MASKED_EQ":
+        return f"arg{i} & {_num(v)} == {_num(v2)}"
+    return f"arg{i} {_OP_TEXT.get(op, op)} {_num(v)}"
+
+
+def _rules_text(rules: list[Rule]) -> str:
+    texts = [" and ".join(_cond_text(c) for c in r[2]) or "always" for r in rules]
+    if len(texts) > 4:
+        texts = [*texts[:3], f"{len(texts) - 3} more conditions"]
+    return " or ".join(texts)
+
+
+def _allowed_text(comb: Combined) -> str | None:
+    """What calls the profile's rules let run, in words; None when none does."""
+    permissive = tables.SECCOMP_PERMISSIVE_ACTIONS
+    if comb.pdefault[0] in permissive:
+        deny = [r for r in comb.prules if r[0] not in permissive]
+        return f"not {_rules_text(deny)}" if deny else "always"
+    allow = [r for r in comb.prules if r[0] in permissive]
+    return _rules_text(allow) if allow else None
+
+
+def _action_text(r: Rule | Verdict) -> str:
     return f"{r[0]}({tables.errno_name(r[1])})" if r[1] is not None else r[0]
 
 

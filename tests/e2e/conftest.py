@@ -76,3 +76,23 @@ def demo_rootfs(_e2e_state):
         yield build_rootfs(os.path.join(parent, "rootfs"))
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def probe_binary(_e2e_state):
+    """tests/e2e/escape/probe.c built static into a temporary directory (the escape and oracle suites)."""
+    _, reason = _e2e_state
+    if reason:
+        e2e_unavailable(reason)
+    from tests.e2e.oracle.harness import build_probe
+
+    out = tempfile.mkdtemp(prefix="sandbox-probe-")
+    try:
+        binary, why = build_probe(out)
+        if binary is None:
+            e2e_unavailable(why)
+        yield binary
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)

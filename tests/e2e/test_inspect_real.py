@@ -184,7 +184,7 @@ def test_verify_container_and_the_cli(container, monkeypatch, tmp_path):
     # An expectation the container does not meet (what a profile would demand) fails with exit 1.
     import sandbox.service
 
-    def stricter(profile_ref, config):
+    def stricter(profile_ref, config, bundle_dir=None):
         assert profile_ref == "strict"
         config = json.loads(json.dumps(config))
         config["linux"]["resources"]["pids"]["limit"] = 32

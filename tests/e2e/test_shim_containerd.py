@@ -259,10 +259,10 @@ def test_a_refusal_with_read_only_null_stdio_reaches_ctr_and_the_audit_log(ctrd,
     assert res.returncode != 0
     create = probe.read_text().splitlines()[:2]  # the create call's
     assert create == [f"1 /dev/null {os.O_RDONLY}", f"2 /dev/null {os.O_RDONLY}"], create
-    assert "refused by sandbox profile baseline: bind mount of /etc" in res.stderr, res.stderr
+    assert "refused by sandbox profile baseline: bind mount source /etc" in res.stderr, res.stderr
     assert "exit status" not in res.stderr and "log.json: no such file" not in res.stderr
     records = ctrd.records(cid)
-    assert records[-1]["event"] == "refused" and "bind mount of /etc" in records[-1]["data"]["reason"]
+    assert records[-1]["event"] == "refused" and "bind mount source /etc" in records[-1]["data"]["reason"]
     served = [r["data"].get("served_by") for r in records if r["event"] == "profile_resolved"]
     assert served == [None if path == "python" else "daemon"]
     assert cid not in ctrd.ctr("task", "ls", "-q").stdout.split()

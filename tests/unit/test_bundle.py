@@ -127,7 +127,8 @@ def test_nan_is_refused(tmp_path):
     ('{"ociVersion": "2.0.0", "root": {"path": "r"}, "process": {}}', "ociVersion", "unsupported"),
     ('{"ociVersion": "1.0.2", "process": {}}', "root", "missing"),
     ('{"ociVersion": "1.0.2", "root": {}, "process": {}}', "root.path", "missing"),
-    ('{"ociVersion": "1.0.2", "root": {"path": 3}, "process": {}}', "root.path", "non-empty string"),
+    ('{"ociVersion": "1.0.2", "root": {"path": 3}, "process": {}}', "root.path", "must be a string"),
+    ('{"ociVersion": "1.0.2", "root": {"path": ""}, "process": {}}', "root.path", "non-empty string"),
     ('{"ociVersion": "1.0.2", "root": {"path": "r"}}', "process", "missing"),
     ('{"ociVersion": "1.0.2", "root": {"path": "r"}, "process": []}', "process", "must be an object"),
 ])
@@ -136,6 +137,44 @@ def test_required_fields(tmp_path, doc, field, msg):
     with pytest.raises(BundleError, match=msg) as ei:
         read_config(str(tmp_path))
     assert ei.value.field == field
+
+
+# complain mode reads leniently: what runc itself runs is reported, not refused
+
+@pytest.mark.parametrize("doc, field", [
+    ('{"root": {"path": "r"}, "process": {}}', "ociVersion"),  # runc never reads ociVersion
+    ('{"ociVersion": "2.0.0", "root": {"path": "r"}, "process": {}}', "ociVersion"),
+    ('{"ociVersion": "0.1", "root": {"path": "r"}, "process": {}}', "ociVersion"),
+    ('{"ociVersion": "1.0.2", "root": {}, "process": {}}', "root.path"),  # runc: the bundle directory
+    ('{"ociVersion": "1.0.2", "root": {"path": ""}, "process": {}}', "root.path"),
+    (b'{"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {}, "x": "caf\xe9"}', None),  # Go: U+FFFD
+])
+def test_what_runc_runs_is_a_problem_not_an_error_when_asked(tmp_path, doc, field):
+    write(tmp_path, doc)
+    with pytest.raises(BundleError):
+        read_config(str(tmp_path))
+    problems = []
+    cfg = read_config(str(tmp_path), problems=problems)
+    assert isinstance(cfg, dict) and len(problems) == 1 and problems[0].field == field
+    if field is None:
+        assert cfg["x"] == "caf\ufffd"
+
+
+@pytest.mark.parametrize("doc, msg", [
+    ('{"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {}', "invalid JSON"),  # runc rejects too
+    ('{"ociVersion": 1, "root": {"path": "r"}, "process": {}}', "must be a string"),  # a Go type error
+    ('{"ociVersion": "1.0.2", "process": {}}', "missing"),  # runc: "root must be specified"
+    ('{"ociVersion": "1.0.2", "root": {"path": "r"}}', "missing"),  # runc: "process property must not be empty"
+    ('{"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {"args": 1}}', "expected an array"),
+    # sandbox's reading would differ from runc's: an audit record of it would be false
+    ('{"ociVersion": "1.0.2", "root": {"path": "a", "path": "b"}, "process": {}}', "duplicate key"),
+    ('{"ociVersion": "1.0.2", "root": {"path": "r"}, "process": {}, "Process": {}}', "same field"),
+    ('{"ociVersion": "1.0.2", "root": {"path": "r\\u0000"}, "process": {}}', "NUL"),
+])
+def test_what_runc_rejects_or_reads_differently_is_refused_even_when_lenient(tmp_path, doc, msg):
+    write(tmp_path, doc)
+    with pytest.raises(BundleError, match=msg):
+        read_config(str(tmp_path), problems=[])
 
 
 # -- writing -------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_hardened_configs_validate_against_the_oci_schema(profile, fixture):
     with open(os.path.join(OCI, fixture)) as f:
         config = json.load(f)
     config["process"]["user"] = {"uid": 1000, "gid": 1000}
-    out = apply(load_profile(profile), config, HostFacts())
+    out = apply(load_profile(profile), config, HostFacts(bundle_dir="/var/lib/sandbox/bundle"))
     assert not out.refused, [d.reason for d in out.refusals]
     errors = sorted(validator.iter_errors(out.config), key=str)
     assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]]

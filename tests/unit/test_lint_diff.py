@@ -67,3 +67,15 @@ def test_incomplete_deny_family_is_flagged(tmp_path):
     assert [f.message for f in lint(prof) if f.rule == "SBX016"] == [
         "chmod is denied but fchmod, fchmodat, fchmodat2 still reach that operation"]
     assert not [f for f in lint(loader.load_profile("strict")) if f.rule == "SBX016"]
+
+
+def test_diff_sees_the_new_keys_loosen(tmp_path):
+    p = tmp_path / "loose.yaml"
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: loose\nextends: strict\n"
+                 "unknown_config_fields: warn\nruncmitigations: false\nprocess:\n  oom_score_adj_min: null\n"
+                 "  rlimits: {RLIMIT_RTPRIO: 99}\nfilesystem:\n  mount_types: [ext4]\n"
+                 "  rootfs_dirs: [/]\n".replace("runcmitigations", "runc_mitigations"))
+    changes = {c.field: c.direction for c in diff(loader.load_profile("strict"), loader.load_profile(str(p)))}
+    for field in ("unknown_config_fields", "runc_mitigations", "process.oom_score_adj_min",
+                  "process.rlimits.RLIMIT_RTPRIO", "filesystem.mount_types", "filesystem.rootfs_dirs"):
+        assert changes.get(field) == "loosen", (field, changes)

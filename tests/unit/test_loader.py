@@ -161,3 +161,32 @@ def test_same_argument_twice_in_allow_rule_is_rejected():
         {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
          "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]})
     assert problems and "runc ORs such conditions" in problems[0]
+
+
+@pytest.mark.parametrize("body,field", [
+    ("unknown_config_fields: maybe\n", "unknown_config_fields"),
+    ("runc_mitigations: yes please\n", "runc_mitigations"),
+    ("filesystem:\n  mount_types: [Ext4!]\n", "filesystem.mount_types[0]"),
+    ("filesystem:\n  rootfs_dirs: [relative]\n", "filesystem.rootfs_dirs[0]"),
+    ("process:\n  oom_score_adj_min: -2000\n", "process.oom_score_adj_min"),
+    ("process:\n  rlimits: {RLIMIT_RTPRO: 0}\n", "process.rlimits.RLIMIT_RTPRO"),
+    ("process:\n  rlimits: {RLIMIT_NICE: -1}\n", "process.rlimits.RLIMIT_NICE"),
+])
+def test_new_keys_are_validated_with_positions(tmp_path, body, field):
+    p = tmp_path / "p.yaml"
+    p.write_text(f"apiVersion: sandbox/v1\nkind: Profile\nname: p\n{body}")
+    with pytest.raises(ProfileError) as e:
+        loader.load_profile(str(p))
+    msg = str(e.value)
+    assert field in msg and (":4:" in msg or ":5:" in msg), msg
+
+
+def test_new_keys_reach_the_model_and_merge(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: p\nextends: strict\n"
+                 "process:\n  rlimits: {RLIMIT_NOFILE: 4096}\nfilesystem:\n  mount_types: [ext4]\n")
+    prof = loader.load_profile(str(p))
+    assert dict(prof.process.rlimits) == {"RLIMIT_NICE": 0, "RLIMIT_RTPRIO": 0, "RLIMIT_NOFILE": 4096}
+    assert prof.process.oom_score_adj_min == 0 and prof.filesystem.mount_types == ("ext4",)
+    assert prof.unknown_config_fields == "refuse" and prof.runc_mitigations
+    assert loader.load_profile("baseline").unknown_config_fields == "warn"

@@ -66,8 +66,8 @@ def test_a_few_refusals_of_one_rule_are_each_told(tmp_path):
     profile = load_profile("baseline")
     msg = refusal_message(profile, harden(profile, cfg, str(tmp_path)))
     assert GROUP_FROM > 2
-    assert msg == ("refused by sandbox profile baseline: bind mount of /etc: /etc is a forbidden host path; "
-                   "bind mount of /boot: /boot is a forbidden host path")
+    assert msg == ("refused by sandbox profile baseline: bind mount source /etc: /etc is a forbidden host path; "
+                   "bind mount source /boot: /boot is a forbidden host path")
 
 
 def test_not_privileged_when_the_cgroup_does_not_ask_for_every_device(tmp_path):

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 def test_runc_log_json_line_as_runc_writes_it(tmp_path):
     log = tmp_path / "log.json"
-    write_runc_log(str(log), "json", "refused by sandbox profile strict: bind mount of /etc")
+    write_runc_log(str(log), "json", "refused by sandbox profile strict: bind mount source /etc")
     rec = json.loads(log.read_text())
     assert rec["level"] == "error" and rec["msg"].startswith("refused by sandbox profile strict")
     assert rec["time"].endswith("Z")
@@ -120,3 +120,36 @@ def test_cache_entry_is_not_used_after_the_profile_changes(tmp_path, monkeypatch
     loose.mkdir(mode=0o755)
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(loose))
     assert cache.cache_dir() is None  # a directory others can read or write is never used
+
+
+@pytest.mark.parametrize("mode", ["complain", "enforce"])
+def test_complain_mode_records_what_enforce_mode_refuses_in_config_json(tmp_path, mode):
+    """An ociVersion sandbox does not know: runc never reads it, so complain mode passes the bundle on
+    unchanged and records the refusal an enforcing profile would make; enforce mode refuses."""
+    b = tmp_path / "bundle"
+    b.mkdir()
+    with open(os.path.join(ROOT, "oci", "runc-spec-1.1.json")) as f:
+        cfg = json.load(f)
+    cfg["ociVersion"] = "9.9.9"
+    text = json.dumps(cfg)
+    (b / "config.json").write_text(text)
+    audit = tmp_path / "audit.jsonl"
+    conf = tmp_path / "config.yaml"
+    conf.write_text(f"runc: /bin/true\ndefault_profile: strict\nmode: {mode}\naudit_log: {audit}\n")
+    conf.chmod(0o644)
+    env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(conf), "SANDBOX_CACHE_DIR": str(tmp_path / "cache"),
+           "SANDBOX_RUNC": "/bin/true", "SANDBOX_DAEMON_SOCKET": "off"}
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['sandbox-runc', *sys.argv[2:]]\n"
+            "from sandbox.shim import main; main()")
+    res = subprocess.run([sys.executable, "-c", code, ROOT, "create", "-b", str(b), "c1"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    records = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+    if mode == "complain":
+        assert res.returncode == 0, res.stderr
+        assert (b / "config.json").read_text() == text  # nothing changed
+        bundle = [r["decision"] for r in records if r.get("event") == "decision"
+                  and r["decision"]["control"] == "bundle"]
+        assert len(bundle) == 1 and bundle[0]["pointer"] == "/ociVersion" and bundle[0]["applied"] is False
+        assert "9.9.9" in bundle[0]["reason"]
+    else:
+        assert res.returncode == 1 and "ociVersion" in res.stderr and "need 1.x" in res.stderr

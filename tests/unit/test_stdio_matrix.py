@@ -122,7 +122,7 @@ class Cell:
 
 
 EXPECT = {  # exit code, what the one --log line says, the audit record's event (None: no record possible)
-    "refusal": (1, "refused by sandbox profile baseline: bind mount of /etc", "refused"),
+    "refusal": (1, "refused by sandbox profile baseline: bind mount source /etc", "refused"),
     "invalid-config": (1, "config.json:4", "error"),
     "runc-missing": (127, "runc not found: /nonexistent/runc", "error"),
     "audit-unwritable": (1, "cannot write audit log", None),

@@ -5,14 +5,16 @@ import os
 import pytest
 
 from sandbox import loader
-from sandbox.hostfacts import HostFacts
+from sandbox.hostfacts import Executable, HostFacts
 from sandbox.transform import apply
 from sandbox.transform.seccomp import intersect
 from tests.conftest import FIXTURES, OCI
 
 DOCKER_CID = "4d2f" * 16
+DOCKERD = Executable(real="/usr/sbin/dockerd", trusted_chain=True, pid=1234, process_uid=0)
 DOCKER_FACTS = HostFacts(
     realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
+    executables={"/proc/1234/exe": DOCKERD},
     host_namespaces={f"/var/run/docker/netns/{DOCKER_CID[:12]}": False},
 )
 
@@ -142,12 +144,14 @@ def test_spec_allow_flag_dropped():
     assert "flags" not in out.config["linux"]["seccomp"]
 
 
-def test_intersect_conditions_on_same_argument_are_not_or_ed():
+def test_intersect_conditions_on_same_argument_are_conjoined_exactly():
     eq0 = ("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"),))
     eq8 = ("SCMP_ACT_ALLOW", None, ((0, 8, 0, "SCMP_CMP_EQ"),))
     arg1 = ("SCMP_ACT_ALLOW", None, ((1, 5, 0, "SCMP_CMP_EQ"),))
+    below = ("SCMP_ACT_ALLOW", None, ((0, 4, 0, "SCMP_CMP_LT"),))
     assert intersect([eq0, eq8], [eq0]) == [eq0]
-    assert intersect([eq8], [eq0]) == []  # both would be needed on arg 0: left out, not ORed
+    assert intersect([eq8], [eq0]) == []  # no value satisfies both: denied
+    assert intersect([eq0, eq8], [below]) == [eq0]  # EQ decided by evaluating the other side
     both = intersect([eq0], [arg1])
     assert both == [("SCMP_ACT_ALLOW", None, ((0, 0, 0, "SCMP_CMP_EQ"), (1, 5, 0, "SCMP_CMP_EQ")))]
     assert intersect([("SCMP_ACT_ALLOW", None, ())], [eq0]) == [eq0]
@@ -229,7 +233,7 @@ def test_forbidden_bind_sources_under_baseline(source, real, refused):
     cfg = docker()
     cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind"]})
     facts = HostFacts(realpaths={**DOCKER_FACTS.realpaths, **({source: real} if real else {})},
-                      host_namespaces=DOCKER_FACTS.host_namespaces)
+                      executables=DOCKER_FACTS.executables, host_namespaces=DOCKER_FACTS.host_namespaces)
     out = apply(prof("baseline"), cfg, facts)
     got = [d for d in out.refusals if d.control == "mounts"]
     assert bool(got) == refused, [d.reason for d in out.decisions if d.control == "mounts"]
@@ -240,7 +244,7 @@ def test_forbidden_bind_sources_under_baseline(source, real, refused):
 def test_unresolved_var_run_alias_is_still_caught():
     cfg = docker()
     cfg["mounts"].append({"destination": "/sock", "type": "bind", "source": "/var/run/docker.sock"})
-    out = apply(prof("baseline"), cfg, HostFacts(realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
+    out = apply(prof("baseline"), cfg, HostFacts(executables=DOCKER_FACTS.executables,
                                                  host_namespaces=DOCKER_FACTS.host_namespaces))
     assert out.refused
 
@@ -331,7 +335,7 @@ def test_apparmor_skipped_where_unsupported(tmp_path):
     p = custom(tmp_path, "apparmor: sandbox-default\n")
     out = apply(p, docker(), DOCKER_FACTS)
     assert any(d.control == "apparmor" and d.action == "warn" for d in out.decisions)
-    out = apply(p, docker(), HostFacts(apparmor=True, realpaths=DOCKER_FACTS.realpaths,
+    out = apply(p, docker(), HostFacts(apparmor=True, executables=DOCKER_FACTS.executables,
                                        host_namespaces=DOCKER_FACTS.host_namespaces))
     assert out.config["process"]["apparmorProfile"] == "sandbox-default"
 
@@ -376,3 +380,13 @@ def test_unknown_fields_survive():
     assert out.config["annotations"] == {"x": "y"}
     assert out.config["linux"]["intelRdt"] == {"closID": "a"}
     assert out.config["process"]["capabilities"]["futureSet"] == ["CAP_CHOWN"]
+
+
+def test_a_refused_device_is_named_by_its_node_not_called_a_host_device():
+    """runc makes the node from type and major:minor; it need not exist on the host."""
+    cfg = docker()
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse-nonexistent", "type": "c", "major": 10, "minor": 229}]
+    out = apply(prof("restricted"), cfg, DOCKER_FACTS)
+    d = [d for d in out.decisions if d.control == "devices" and d.action == "refuse"]
+    assert len(d) == 1 and "host device" not in d[0].reason
+    assert "/dev/fuse-nonexistent (c 10:229)" in d[0].reason

@@ -1,6 +1,6 @@
 """Fixtures for the breakout tests: the static probe, a rootfs holding it, and one run per scenario.
 
-`probe_binary` compiles probe.c with `gcc -static -O2` into a temporary directory.
+`probe_binary` (tests/e2e/conftest.py) is probe.c built with `gcc -static -O2`.
 `escape_rootfs` copies the demo rootfs into a fresh 0755 directory under /tmp (a
 user-namespaced container must be able to traverse every parent) and adds
 `/probe` (0755) and `/bin/suid-probe` (root-owned, 04755).
@@ -91,27 +91,6 @@ class ProbeRun:
     def describe(self) -> str:
         return (f"scenario {self.scenario}: rc={self.returncode}\n$ {' '.join(self.command)}\n"
                 f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
-
-
-@pytest.fixture(scope="session")
-def probe_binary(_e2e_state):
-    _, reason = _e2e_state
-    if reason:
-        _unavailable(reason)
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        _unavailable("gcc is not installed (the breakout probe is built with gcc -static)")
-    out = tempfile.mkdtemp(prefix="sandbox-escape-probe-")
-    binary = os.path.join(out, "probe")
-    res = subprocess.run([gcc, "-static", "-O2", "-Wall", "-o", binary, os.path.join(HERE, "probe.c")],
-                         capture_output=True, text=True, timeout=120)
-    if res.returncode != 0:
-        shutil.rmtree(out, ignore_errors=True)
-        if "cannot find -lc" in res.stderr:
-            _unavailable("no static C library (apt-get install libc6-dev)")
-        pytest.fail(f"building probe.c failed:\n{res.stderr}")
-    yield binary
-    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,11 @@
  *   /probe NAME...         the named attempts
  *   /probe list            the attempt names
  *   /probe --euid          print "EUID <n>" (the setuid-root copy is run this way)
+ *   /probe oracle NAME     the oracle suite's check (tests/e2e/oracle): print the credentials, then
+ *                          look for a host directory called NAME anywhere in the container's
+ *                          filesystem (and at the host paths a leaked descriptor or /proc would
+ *                          reach) and for host block devices, and print what it finds
+ *   /probe sleep           wait (for `exec` into the container)
  *
  * One line per attempt on stdout:
  *
@@ -36,10 +41,17 @@
  *   - network: connect() is only tried when the namespace has no IPv4 route at all, so
  *     it cannot send a packet; a non-blocking connect is closed at once.
  * The probe refuses to run unless it is pid 1 (the init of its own pid namespace),
- * so it is not run on a host by mistake.
+ * so it is not run on a host by mistake; `oracle` (read-only) and `sleep` run anywhere.
+ *
+ * Oracle output, one line each:
+ *   ORACLE exposed=<path> content=<hex of the first bytes of <path>/canary, or "unreadable"> (a directory
+ *                         called NAME, or one holding a file called canary)
+ *   ORACLE blockdev=<path> major=<n> minor=<n> readable=<0|1>
+ *   ORACLE walked=<entries> truncated=<0|1>
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -825,7 +837,8 @@ static void info_creds(void) {
     ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
     if (fd >= 0)
         close(fd);
-    const char *keys[] = {"Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", NULL};
+    const char *keys[] = {"Uid", "Gid", "CapInh", "CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+                          NULL};
     for (int k = 0; n > 0 && keys[k]; k++) {
         char pat[32];
         snprintf(pat, sizeof pat, "\n%s:", keys[k]);
@@ -866,6 +879,102 @@ static void info_creds(void) {
     }
     squeezed[j] = 0;
     out("INFO name=creds%s uid_map=%s", out_buf, squeezed);
+}
+
+/* -- oracle: is anything of the host reachable? ------------------------------------------- */
+
+#define ORACLE_MAX_ENTRIES 60000
+#define ORACLE_MAX_DEPTH 7
+static long oracle_entries;
+static int oracle_truncated;
+
+static void oracle_canary(const char *dir) {
+    char path[4096], hex[2 * 96 + 1] = "unreadable";
+    snprintf(path, sizeof path, "%s/canary", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+        unsigned char b[96];
+        ssize_t n = read(fd, b, sizeof b);
+        close(fd);
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                sprintf(hex + 2 * i, "%02x", b[i]);
+        }
+    }
+    out("ORACLE exposed=%s content=%s", dir, hex);
+}
+
+static void oracle_blockdev(const char *path, const struct stat *st) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int readable = 0;
+    if (fd >= 0) {
+        char b[512];
+        readable = read(fd, b, sizeof b) > 0;
+        close(fd);
+    }
+    out("ORACLE blockdev=%s major=%u minor=%u readable=%d", path, major(st->st_rdev), minor(st->st_rdev), readable);
+}
+
+static void oracle_walk(const char *dir, const char *name, int depth) {
+    if (depth > ORACLE_MAX_DEPTH || oracle_entries > ORACLE_MAX_ENTRIES) {
+        oracle_truncated = 1;
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (++oracle_entries > ORACLE_MAX_ENTRIES) {
+            oracle_truncated = 1;
+            break;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") ? dir : "", e->d_name);
+        if (depth == 0 && (!strcmp(e->d_name, "proc") || !strcmp(e->d_name, "sys")))
+            continue; /* the container's own; what /proc reaches is looked at below */
+        struct stat st;
+        if (lstat(path, &st) != 0)
+            continue;
+        if (!strcmp(e->d_name, name))
+            oracle_canary(path);
+        else if (!strcmp(e->d_name, "canary") && S_ISREG(st.st_mode))
+            oracle_canary(dir); /* the canary directory itself mounted somewhere */
+        if (S_ISBLK(st.st_mode))
+            oracle_blockdev(path, &st);
+        else if (S_ISDIR(st.st_mode))
+            oracle_walk(path, name, depth + 1);
+    }
+    closedir(d);
+}
+
+static int oracle(const char *name) {
+    info_creds();
+    oracle_walk("/", name, 0);
+    /* what /proc would reach if pid 1 or a leaked descriptor were the host's */
+    const char *via[] = {"/proc/1/root/etc", "/proc/self/root/etc", "/proc/1/cwd/etc", "/proc/self/cwd/etc", NULL};
+    for (int i = 0; via[i]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", via[i], name);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            oracle_canary(path);
+    }
+    for (int fd = 3; fd < 64; fd++) {
+        char path[4096];
+        snprintf(path, sizeof path, "/proc/self/fd/%d/etc/%s", fd, name);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            oracle_canary(path);
+        snprintf(path, sizeof path, "/proc/self/fd/%d/%s", fd, name);
+        if (stat(path, &st) == 0)
+            oracle_canary(path);
+    }
+    out("ORACLE walked=%ld truncated=%d", oracle_entries, oracle_truncated);
+    out("DONE");
+    return 0;
 }
 
 /* -- driver ------------------------------------------------------------------------------ */
@@ -985,8 +1094,15 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc < 2) {
-        fprintf(stderr, "usage: probe all | probe NAME... | probe list | probe --euid\n");
+        fprintf(stderr, "usage: probe all | probe NAME... | probe list | probe --euid | probe oracle NAME | probe sleep\n");
         return 2;
+    }
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc == 3 && !strcmp(argv[1], "oracle"))
+        return oracle(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "sleep")) {
+        for (;;)
+            pause();
     }
     if (getpid() != 1) {
         fprintf(stderr, "probe: refusing to run outside a container (not pid 1 of a pid namespace)\n");
