@@ -711,6 +711,11 @@ def _split(section_rules: list[Rule], enforced: list[Rule]) -> list[Rule] | None
         [("SCMP_ACT_NOTIFY", None, (c,)) for c in rest]
 
 
+def _emit_over(default: Rule, table: Table) -> list[dict[str, Any]]:
+    """The section's rules, leaving out a syscall whose only rule is the default (runc would skip it)."""
+    return _emit({n: rules for n, rules in table.items() if rules != [default]})
+
+
 def _unconditional(rules: list[Rule]) -> bool:
     return len(rules) == 1 and not rules[0][2]
 
@@ -747,7 +752,7 @@ def unroute(config: dict[str, Any]) -> dict[str, Any]:
         else:
             table[name] = _dedupe([("SCMP_ACT_ALLOW", None, r[2]) if r[0] == "SCMP_ACT_NOTIFY" else r for r in rules])
     new = {k: v for k, v in sec.items() if k not in ("listenerPath", "listenerMetadata")}
-    new["syscalls"] = _emit(default, table)
+    new["syscalls"] = _emit_over(default, table)
     return {**config, "linux": {**config["linux"], "seccomp": new}}
 
 
@@ -861,7 +866,7 @@ def agent_routes(ctx: Context, config: dict[str, Any], bundle: dict[str, Any] | 
         native = tables.ARCHITECTURES.get(ctx.host.arch)
         if native:
             new["architectures"] = [native[1], *native[2]]
-    new["syscalls"] = _emit(default, table)
+    new["syscalls"] = _emit_over(default, table)
     new["listenerPath"] = ctx.host.agent
     new["listenerMetadata"] = listener_metadata(ctx, kinds, errnos, edefault, etable, routed)
     before = (source or {}).get("listenerPath")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sandbox import loader, tables
 from sandbox._record import replace
-from sandbox.hostfacts import HostFacts
+from sandbox.hostfacts import Executable, HostFacts
 from sandbox.monitor import answer, parse_meta
 from sandbox.seccomp_eval import allows, evaluate, evaluate_section
 from sandbox.transform import apply, needs_agent
@@ -23,11 +23,14 @@ from tests.conftest import FIXTURES, OCI
 SOCK = "/run/sandbox/agent.sock"
 DOCKER_CID = "4d2f" * 16
 # the docker-like fixture's hook and network namespace, as test_transform's facts resolve them
-AGENT = HostFacts(arch="x86_64", agent=SOCK, agent_socket=SOCK, agent_problem="",
-                  realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
-                  host_namespaces={f"/var/run/docker/netns/{DOCKER_CID[:12]}": False})
+# the bundles' own paths as a probe of them would see them (the host-path gate's business, not these tests')
+HOST = {"bundle_dir": "/var/lib/sandbox/bundle", "realpaths": {"/proc/1234/exe": "/usr/sbin/dockerd"},
+        "executables": {"/proc/1234/exe": Executable(real="/usr/sbin/dockerd", trusted_chain=True, pid=1234,
+                                                     process_uid=0)},
+        "host_namespaces": {f"/var/run/docker/netns/{DOCKER_CID[:12]}": False}}
+AGENT = HostFacts(arch="x86_64", agent=SOCK, agent_socket=SOCK, agent_problem="", **HOST)
 NO_AGENT = HostFacts(arch="x86_64", agent_socket=SOCK, agent_problem="no sandbox agent answers at /x; start it with "
-                                                                       "`sandbox agent start`")
+                                                                       "`sandbox agent start`", **HOST)
 EXAMPLES = int(os.environ.get("SANDBOX_HYPOTHESIS_EXAMPLES", "40"))
 # values of clone's flags, socket's family, personality's persona that the built-in rules tell apart
 SAMPLES = {"clone": [0x01200011, 0x10000011, 0x20000, 0x7E020000, 0x00100000 | 0x11],
@@ -119,7 +122,8 @@ def test_enforce_mode_refuses_a_profile_that_needs_an_absent_agent(key):
     assert needs_agent(p)
     out = apply(p, runc_spec(), NO_AGENT)
     assert out.refused
-    [refusal] = out.refusals
+    [refusal] = [d for d in out.refusals if d.control == "monitor"]
+    assert [d for d in out.refusals if d.applied] == [refusal]
     assert f"monitor.{key}" in refusal.reason and "sandbox agent start" in refusal.reason
 
 
