@@ -22,8 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -339,6 +342,23 @@ static int daemon_connect(const char *path) {
     return s;
 }
 
+/* file descriptors the daemon passed with its reply (SCM_RIGHTS): a detached rootfs view */
+#define MAX_REPLY_FDS 4
+static int reply_fds[MAX_REPLY_FDS];
+static int n_reply_fds;
+
+static void take_fds(struct msghdr *mh) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(c);
+        for (size_t i = 0; i < k; i++) {
+            if (n_reply_fds < MAX_REPLY_FDS) reply_fds[n_reply_fds++] = fds[i];
+            else close(fds[i]);
+        }
+    }
+}
+
 /* one request, one reply; the reply is NUL-separated key=value records.  NULL: no answer. */
 static char *daemon_call(const char *path, const struct buf *req, size_t *reply_len) {
     int s = daemon_connect(path);
@@ -354,7 +374,11 @@ static char *daemon_call(const char *path, const struct buf *req, size_t *reply_
     char *reply = malloc(REPLY_MAX + 1);
     size_t n = 0;
     for (;;) {
-        ssize_t r = read(s, reply + n, REPLY_MAX - n);
+        char cbuf[CMSG_SPACE(sizeof(int) * MAX_REPLY_FDS)];
+        struct iovec iov = {.iov_base = reply + n, .iov_len = REPLY_MAX - n};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+        if (r > 0) take_fds(&mh);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) { n = 0; break; }
         if (r == 0) break;
@@ -391,6 +415,61 @@ static int documented(const char *code) {
     return c == 126 || c == EXIT_NOT_FOUND || c == 130 ? c : EXIT_INVALID;
 }
 
+/* What the daemon prepared for a user namespace sandbox adds (sandbox/mountns.py): runc must start
+ * in a mount namespace of its own where the detached rootfs view is attached at `target`, inside
+ * the namespaces the engine made in the host's user namespace (`enter=KIND:PATH` records). */
+struct prep {
+    int mount_fd;
+    const char *target;
+    const char *enter[3];
+    int n_enter;
+};
+
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#define MOVE_MOUNT_F_EMPTY_PATH_ 0x4
+
+static int prepare_runtime(const struct prep *p) {
+    if (unshare(CLONE_NEWNS) != 0) {
+        say("cannot make a mount namespace for the runtime: %s", strerror(errno));
+        return -1;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) {
+        say("cannot make the runtime's mounts slaves of the host's: %s", strerror(errno));
+        return -1;
+    }
+    if (p->target && p->mount_fd < 0) {
+        say("the sandbox daemon named %s but passed no rootfs view to attach there", p->target);
+        return -1;
+    }
+    if (p->target) {
+        if (mkdir(p->target, 0755) != 0 && errno != EEXIST) {
+            say("cannot make %s: %s", p->target, strerror(errno));
+            return -1;
+        }
+        if (syscall(SYS_move_mount, p->mount_fd, "", AT_FDCWD, p->target, MOVE_MOUNT_F_EMPTY_PATH_) != 0) {
+            say("cannot attach the container's rootfs at %s: %s", p->target, strerror(errno));
+            return -1;
+        }
+    }
+    for (int i = 0; i < p->n_enter; i++) {
+        const char *colon = strchr(p->enter[i], ':');
+        if (!colon) return -1;
+        size_t k = (size_t)(colon - p->enter[i]);
+        int flag = strncmp(p->enter[i], "network", k) == 0 ? CLONE_NEWNET
+                 : strncmp(p->enter[i], "ipc", k) == 0 ? CLONE_NEWIPC
+                 : strncmp(p->enter[i], "uts", k) == 0 ? CLONE_NEWUTS : 0;
+        int fd = open(colon + 1, O_RDONLY | O_CLOEXEC);
+        if (!flag || fd < 0 || setns(fd, flag) != 0) {
+            say("cannot enter the namespace %s: %s", p->enter[i], strerror(errno));
+            return -1;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
 static volatile pid_t child_pid;
 
 static void forward(int sig) {
@@ -398,7 +477,7 @@ static void forward(int sig) {
 }
 
 /* the real runc as our child, so that its outcome can be recorded; signals go through to it */
-static int spawn_runc(const char *runc, char **argv) {
+static int spawn_runc(const char *runc, char **argv, const struct prep *prep) {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
     sigset_t all, old;
     sigfillset(&all);
@@ -407,6 +486,7 @@ static int spawn_runc(const char *runc, char **argv) {
     if (pid < 0) die(EXIT_INVALID, "cannot fork: %s", strerror(errno));
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
+        if (prep && prepare_runtime(prep) != 0) _exit(EXIT_INVALID);
         execv(runc, argv);
         int e = errno;
         say("cannot execute runc at %s: %s", runc, strerror(e));
@@ -446,7 +526,13 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     if (strcmp(status, "ok") != 0) exit(documented(field(reply, len, "code")));
     const char *ticket = field(reply, len, "ticket");
     argv[0] = (char *)runc;
-    int code = spawn_runc(runc, argv);
+    struct prep prep = {.mount_fd = -1, .target = field(reply, len, "mount_target")};
+    if (prep.target && n_reply_fds > 0) prep.mount_fd = reply_fds[0];
+    for (const char *p = reply; p < reply + len && prep.n_enter < 3; p += strlen(p) + 1)
+        if (strncmp(p, "enter=", 6) == 0) prep.enter[prep.n_enter++] = p + 6;
+    int wants = prep.target || prep.n_enter;
+    int code = spawn_runc(runc, argv, wants ? &prep : NULL);
+    for (int i = 0; i < n_reply_fds; i++) close(reply_fds[i]);
     struct buf out = {0};
     char num[16];
     snprintf(num, sizeof num, "%d", code);
@@ -476,7 +562,7 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
         del[n] = NULL;
         int saved = dup(1), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
         dup2(null, 1); /* engines parse runc's stdout: the clean-up says nothing there */
-        spawn_runc(runc, del);
+        spawn_runc(runc, del, NULL);
         dup2(saved, 1);
     }
     exit(recorded ? code : EXIT_INVALID);

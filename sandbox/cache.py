@@ -173,6 +173,19 @@ def _cached(kind: str, key: str, build: Callable[[], Any], to_plain: Callable[[A
     return value
 
 
+def profile_key(ref: str, search_dirs: tuple[str, ...] = ()) -> str:
+    """The cache key of profile `ref`: a name resolves through the search directories, whose contents
+    may change, and falls back to this installation's built-in profiles (two installs share the cache)."""
+    listing = []
+    for d in search_dirs:
+        try:
+            listing.append((d, sorted(os.listdir(d))))
+        except OSError:
+            listing.append((d, []))
+    return repr((ref, os.getcwd() if "/" in ref and not ref.startswith("/") else "", listing,
+                 os.path.dirname(os.path.abspath(__file__))))
+
+
 def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     """loader.load_profile through the cache."""
     from .profile import from_plain, to_plain
@@ -182,14 +195,7 @@ def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
 
         return load(ref, search_dirs=search_dirs)
 
-    # a name resolves through the search directories, whose contents may change: they are part of the key
-    listing = []
-    for d in search_dirs:
-        try:
-            listing.append((d, sorted(os.listdir(d))))
-        except OSError:
-            listing.append((d, []))
-    key = repr((ref, os.getcwd() if "/" in ref and not ref.startswith("/") else "", listing))
+    key = profile_key(ref, search_dirs)
     profile: Profile = _cached("profile", key, build, to_plain, from_plain)
     return profile
 

@@ -89,6 +89,7 @@ class Daemon:
         self.fingerprint = code_fingerprint()
         self.mnt_ns = _mount_ns("self")
         self.sock: socket.socket | None = None
+        self.reply_fds: list[int] = []  # sent with the answer in hand, then closed
 
     # -- life cycle ------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -100,7 +101,7 @@ class Daemon:
             raise DaemonError(f"sandbox daemon: {e}") from None
         self._bound_ino = os.lstat(self.path).st_ino
         # the first request must not pay for the imports: that is the point of the daemon
-        from . import audit, bundle, cache, opconfig, runc, service, shim  # noqa: F401
+        from . import audit, bundle, cache, engines, idpool, mountns, opconfig, runc, service, shim  # noqa: F401
 
     def serve_forever(self) -> None:
         import signal
@@ -174,7 +175,18 @@ class Daemon:
                 raise ValueError("request too large")
             chunks.append(b)
         req = decode(b"".join(chunks))
-        conn.sendall(encode(self.answer(req, pid)))
+        self.reply_fds = []
+        try:
+            data = encode(self.answer(req, pid))
+            if self.reply_fds:  # a detached rootfs view for the client to attach (SCM_RIGHTS)
+                import array
+
+                sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", self.reply_fds))])
+                data = data[sent:]
+            conn.sendall(data)
+        finally:
+            for fd in self.reply_fds:
+                os.close(fd)
 
     def answer(self, req: list[tuple[str, str]], pid: int) -> list[tuple[str, str]]:
         op = _first(req, "op")
@@ -194,12 +206,12 @@ class Daemon:
             return [("status", "fallback"), ("why", "sandbox was upgraded; the daemon exits")]
         self.served += 1
         if op == "harden":
-            return self.harden(req)
+            return self.harden(req, pid)
         if op == "outcome":
             return self.outcome(req)
         return [("status", "fallback"), ("why", f"unknown op {op!r}")]
 
-    def harden(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def harden(self, req: list[tuple[str, str]], client_pid: int = 0) -> list[tuple[str, str]]:
         from . import _fastjson as json
         from .runc_cli import parse
         from .shim import _Shim
@@ -210,12 +222,28 @@ class Daemon:
             return [("status", "fallback"), ("why", f"{inv.subcommand} is not served by the daemon")]
         shim = _Shim(inv)
         shim.served_by = "daemon"
+        shim.creator_pid = client_pid  # the client runs runc: its life keeps an id range in use
         bundle = ""
+        prep_records: list[tuple[str, str]] = []
 
         def prepare() -> int:
             nonlocal bundle
             shim.load()
             bundle = shim.prepare_bundle()
+            prep = shim.prep
+            if prep is not None:
+                # a user namespace sandbox adds: the client attaches this view in a mount namespace of
+                # the runc it starts, and enters these namespaces (sandbox/mountns.py, csrc/sandbox-runc.c)
+                if prep.rootfs is not None:
+                    from .mountns import detached_rootfs
+
+                    try:
+                        self.reply_fds.append(detached_rootfs(prep.rootfs, prep.uid_mappings, prep.gid_mappings))
+                    except BaseException:
+                        shim.release_ids()
+                        raise
+                    prep_records.append(("mount_target", prep.rootfs.target))
+                prep_records.extend(("enter", f"{kind}:{path}") for kind, path in prep.enter)
             return 0
 
         shim.said = []
@@ -226,7 +254,7 @@ class Daemon:
         ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,
                              "profile": shim.profile.name, "sha256": shim.profile.sha256})
         return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
-                *_said(shim.said, err.getvalue())]
+                *_said(shim.said, err.getvalue()), *prep_records]
 
     def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from types import SimpleNamespace

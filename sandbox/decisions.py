@@ -44,12 +44,41 @@ class Decision:
         )
 
 
+# The rootfs path runc is given when sandbox prepares the rootfs for a user namespace it added:
+# it exists only in the runtime's own mount namespace (sandbox.mountns).
+ROOTFS_TARGET = "/run/sandbox-rootfs"
+
+
+@record
+class RootfsPrep:
+    """A view of the engine's rootfs that the container's mapped root can reach and own."""
+
+    kind: str  # idmapped-bind | idmapped-overlay | bind
+    source: str  # the engine's rootfs (host path)
+    target: str = ROOTFS_TARGET
+    layers: tuple[str, ...] = ()  # idmapped-overlay: the engine's layers, topmost first
+    overlay_options: tuple[str, ...] = ()
+
+
+@record
+class RuntimePrep:
+    """What the process that runs runc must do first, because the transform added a user namespace:
+    the edge (sandbox.mountns) does it in a mount namespace of the runtime's own."""
+
+    uid_mappings: tuple[Any, ...] = ()  # IdMapping: the idmap of the rootfs view
+    gid_mappings: tuple[Any, ...] = ()
+    rootfs: RootfsPrep | None = None
+    # (namespace type, path): runc starts inside these (network, ipc, uts) instead of joining them
+    enter: tuple[tuple[str, str], ...] = ()
+
+
 @record
 class Outcome:
     """The result of applying a profile: the hardened config and the decisions in order."""
 
     config: dict[str, Any]
     decisions: list[Decision] = field(default_factory=list)
+    prep: RuntimePrep | None = None  # None: runc needs nothing prepared
 
     @property
     def refusals(self) -> list[Decision]:

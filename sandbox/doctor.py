@@ -129,7 +129,8 @@ def profile_needs(profile: Profile, runtime_default: dict[str, Any] | None = Non
         needs[f"ns:{kind}"] = f"private {kind} namespace"
     if "user" in kinds:
         maps = profile.user.uid_mappings
-        where = f" (root inside is host uid {maps[0].host_id})" if maps and maps[0].container_id == 0 else ""
+        where = (f" (root inside is host uid {maps[0].host_id})" if maps[0].container_id == 0 else "") if maps \
+            else " (root inside gets a 65536-id host range of its own from the operator's id_pool)"
         needs["userns"] = f"a user namespace{where}"
     for act in sorted(seccomp_actions(profile, runtime_default)):
         kernel = KERNEL_ACTIONS.get(act, act)
@@ -268,10 +269,12 @@ def runc_cves(version: str, package: str | None) -> list[dict[str, Any]] | None:
     Returns one dict per CVE the table knows, `{"id": "CVE-…", "affected": True | False | None,
     "mitigation": "what sandbox does about it under restricted/strict" | None}`, judged for the
     upstream `version` (1.1.5+ds1) and the distribution package (Debian 1.1.5+ds1-1+deb12u1,
-    whose backports matter), or None when this build carries no CVE table.  The runc CVE table
-    of the security work (docs/security.md) plugs in here.
+    whose backports matter), from the runc CVE table (sandbox/runc_cves.py, docs/security.md).
     """
-    return None
+    from .runc_cves import status
+
+    return [{"id": cve.id, "affected": verdict == "affected", "mitigation": cve.mitigation or None}
+            for cve, verdict in status(version, package)]
 
 
 def cve_summary(findings: list[dict[str, Any]] | None) -> tuple[str, list[str]]:
@@ -282,16 +285,23 @@ def cve_summary(findings: list[dict[str, Any]] | None) -> tuple[str, list[str]]:
     unknown = [f["id"] for f in findings if f.get("affected") is None]
     if not affected and not unknown:
         return f"none of the {len(findings)} known runc CVEs affects this build", []
-    mitigated = [f["id"] for f in affected if f.get("mitigation")]
+    # the table says "partial: …" where sandbox narrows a flaw without closing it
+    partly = [f["id"] for f in affected if (f.get("mitigation") or "").startswith("partial")]
+    mitigated = [f["id"] for f in affected if f.get("mitigation") and f["id"] not in partly]
     bare = [f["id"] for f in affected if not f.get("mitigation")]
     parts = []
     if mitigated:
-        parts.append(f"affected by {', '.join(mitigated)}, mitigated by sandbox under restricted and strict")
+        parts.append(f"affected by {', '.join(mitigated)}, mitigated by sandbox (runc_mitigations, on in every "
+                     "built-in profile)")
+    if partly:
+        parts.append(f"affected by {', '.join(partly)}, only partly mitigated by sandbox")
     if bare:
         parts.append(f"affected by {', '.join(bare)} with no mitigation in sandbox")
     if unknown:
         parts.append(f"not established for {', '.join(unknown)}")
     warnings = [f"upgrade runc: {', '.join(bare)} affect it and sandbox cannot mitigate them"] if bare else []
+    if partly:
+        warnings.append(f"upgrade runc: sandbox only narrows {', '.join(partly)} (docs/security.md)")
     return "; ".join(parts), warnings
 
 
@@ -1119,9 +1129,17 @@ def run() -> Report:
     needs = {name: profile_needs(p, rd) for name, p in profiles.items()}
     if default not in needs:  # the operator's default did not load: it can be enforced nowhere
         needs[default] = {"opconfig": f"the default profile {default!r}"}
-    maps = {name: (p.user.uid_mappings[0].host_id, p.user.uid_mappings[0].size)
-            for name, p in profiles.items() if "userns" in needs[name] and p.user.uid_mappings}
     from .opconfig import OperatorConfig
+
+    pool = (op or OperatorConfig()).id_pool
+    maps: dict[str, tuple[int, int]] = {}
+    for name, p in profiles.items():
+        if "userns" not in needs[name]:
+            continue
+        if p.user.uid_mappings:  # the profile's own mapping, else the pool sandbox-runc allocates from
+            maps[name] = (p.user.uid_mappings[0].host_id, p.user.uid_mappings[0].size)
+        else:
+            maps[name] = (min(s for s, _ in pool), max(s + n for s, n in pool) - min(s for s, _ in pool))
 
     checks = [check_runc(op), check_cgroups(), check_namespaces(), check_userns(maps), check_idmapped_mounts(),
               check_seccomp(), check_lsm(), check_landlock(), check_nftables(), *check_engines(), opcheck,

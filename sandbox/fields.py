@@ -876,7 +876,9 @@ FIELDS: tuple[Field, ...] = (
           "`required`: a user namespace is added when missing", Ranked("optional", "required")),
     Field(("user", "uid_mappings"), IdMappings(), [], _lines(
         "`{container_id, host_id, size}` used when the bundle has none; when empty and a user namespace",
-        "is required, `0 → 100000` size `65536`"), NoEffect()),
+        "is required, `sandbox-runc` maps `0 →` a 65536-id range of the container's own (of its pod's,",
+        "under Kubernetes) from the operator's `id_pool` (integrations.md); a dry run (`sandbox check`)",
+        "shows `0 → 100000`"), NoEffect()),
     Field(("user", "gid_mappings"), IdMappings(), [], "as `uid_mappings`, for group ids", NoEffect()),
     # seccomp
     Field(("seccomp", "base"), SeccompBase(), "runtime-default", _lines(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 
-from .hostfacts import Executable, HostFacts
+from .hostfacts import Executable, HostFacts, RootfsFacts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from .profile import IdMapping
 
 
 _NS_PROC_NAMES = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts", "user": "user",
@@ -219,19 +221,113 @@ def own_hooks(owners: _Owners) -> frozenset[str]:
     return frozenset(out)
 
 
-def engine_dirs() -> tuple[str, ...]:
-    """Where the running engines keep per-container state (their configured roots).  Discovery from
-    the engines' configuration and processes plugs in here; nothing is discovered yet."""
-    return ()
+_NS_GET_USERNS = 0xB701  # ioctl: the user namespace that owns a namespace
+
+
+def owned_by_host_userns(path: str) -> bool | None:
+    """Whether the namespace at `path` belongs to the host's user namespace (None: cannot tell)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        owner = fcntl.ioctl(fd, _NS_GET_USERNS)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(owner)
+    finally:
+        os.close(owner)
+    hosts = {x for x in (_ns_id("/proc/1/ns/user"), _ns_id("/proc/self/ns/user")) if x}
+    return (st.st_dev, st.st_ino) in hosts if hosts else None
+
+
+def rootfs_facts(rootfs: str) -> RootfsFacts:
+    """How the host holds `rootfs`: a plain directory, an overlay mount (with its layers), or neither."""
+    from .mountns import mount_at_or_above, split_layers, split_overlay_options
+
+    path = os.path.realpath(rootfs)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return RootfsFacts(path=path, kind="unsupported", problem=f"cannot stat it ({e.strerror})")
+    parents = []
+    d = os.path.dirname(path)
+    chain = []
+    while True:
+        chain.append(d)
+        if d == "/":
+            break
+        d = os.path.dirname(d)
+    for d in reversed(chain):
+        try:
+            pst = os.stat(d)
+        except OSError as e:
+            return RootfsFacts(path=path, kind="unsupported", problem=f"cannot stat {d} ({e.strerror})")
+        parents.append((d, pst.st_uid, pst.st_gid, pst.st_mode & 0o7777))
+    mount = mount_at_or_above(path)
+    fs_type = mount[1] if mount else ""
+    base = RootfsFacts(path=path, kind="dir", fs_type=fs_type, owner_uid=st.st_uid, parents=tuple(parents))
+    if fs_type != "overlay":
+        return base
+    if mount is None or mount[0] != path:
+        return _replace_facts(base, kind="unsupported",
+                              problem="it lies inside an overlay mount that is not the rootfs itself, and the "
+                                      "kernel cannot idmap overlay mounts")
+    opts = split_overlay_options(mount[2])
+    lower: list[str] = []
+    upper = ""
+    keep: list[str] = ["index=off"]  # the engine's upper layer is in use as its overlay's upper
+    for k, v in opts:
+        if k in ("lowerdir", "lowerdir+"):
+            lower += split_layers(v)
+        elif k == "upperdir":
+            upper = v
+        elif k == "datadir+":
+            return _replace_facts(base, kind="unsupported", problem="its overlay has data-only layers")
+        elif (k, v) in (("metacopy", "on"), ("userxattr", "")):
+            keep.append(k if not v else f"{k}={v}")
+        elif k == "redirect_dir" and v in ("on", "follow"):
+            keep.append("redirect_dir=follow")
+    layers = ([upper] if upper else []) + lower
+    if any(not p.startswith("/") for p in layers):
+        # dockerd's overlay2 mounts from its storage directory with relative layer names
+        # (l/XXXX, <id>/diff); accept that layout only when it is unambiguous
+        home = os.path.dirname(os.path.dirname(path))
+        if upper and not upper.startswith("/") and \
+                os.path.realpath(os.path.join(home, upper)) != os.path.join(os.path.dirname(path), "diff"):
+            return _replace_facts(base, kind="unsupported",
+                                  problem="its overlay names its layers relative to a directory sandbox cannot "
+                                          "determine")
+        layers = [p if p.startswith("/") else os.path.join(home, p) for p in layers]
+    layers = [os.path.realpath(p) for p in layers]
+    missing = next((p for p in layers if not os.path.isdir(p)), None)
+    if not layers or missing:
+        return _replace_facts(base, kind="unsupported", problem=f"its overlay layer {missing} cannot be found")
+    return _replace_facts(base, kind="overlay", layers=tuple(layers), overlay_options=tuple(keep))
+
+
+def _replace_facts(facts: RootfsFacts, **changes: Any) -> RootfsFacts:
+    from ._record import replace
+
+    return replace(facts, **changes)
 
 
 def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
           container_id: str = "", named_root: str = "", named_root_subtree: bool = False, *,
-          agent: bool = False) -> HostFacts:
+          userns: bool = False, id_range: IdMapping | None = None, pod_userns: str | None = None,
+          engine_dirs: tuple[str, ...] = (), agent: bool = False) -> HostFacts:
     """Facts the transform needs about this host and about the host paths `config` names.
 
     `named_root`: a rootfs (or, with `named_root_subtree`, a bundle directory) named on sandbox's
-    own command line.  `agent`: the profile needs the sandbox agent; ask whether one answers."""
+    own command line.  `userns`: the profile adds a user namespace, so the rootfs and the ownership
+    of the namespaces the bundle joins are probed too.  `id_range`, `pod_userns` and `engine_dirs`
+    are handed through (the edge allocated or discovered them).  `agent`: the profile needs the
+    sandbox agent; ask whether one answers."""
     from .transform.hostpath import named_host_paths
 
     config = config or {}
@@ -266,6 +362,7 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
     host_ns: dict[str, bool] = {}
     kinds: dict[str, str] = {}
     maps_root: dict[str, bool] = {}
+    host_owned: set[str] = set()
     for ns in (config.get("linux") or {}).get("namespaces") or []:
         if isinstance(ns, dict) and isinstance(ns.get("path"), str) and ns["path"]:
             path = ns["path"]
@@ -277,6 +374,31 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
                 m = userns_maps_host_root(path)
                 if m is not None:
                     maps_root[path] = m
+            if userns and owned_by_host_userns(path):
+                host_owned.add(path)
+    if pod_userns:  # the pod's user namespace the transform makes an app container join: the same checks
+        verdict = is_host_namespace("user", pod_userns)
+        if verdict is not None:
+            host_ns[pod_userns] = verdict
+        kinds[pod_userns] = namespace_kind(pod_userns)
+        m = userns_maps_host_root(pod_userns)
+        if m is not None:
+            maps_root[pod_userns] = m
+    source_flags: dict[str, tuple[str, ...]] = {}
+    if userns:
+        from .mountns import mount_at_or_above, mounts
+
+        table = mounts()
+        for m in config.get("mounts") or []:
+            src = m.get("source") if isinstance(m, dict) else None
+            if isinstance(src, str) and src.startswith("/") and src in realpaths:
+                held = mount_at_or_above(realpaths[src], table)
+                if held:
+                    source_flags[src] = tuple(o for o in held[3].split(",") if o)
+    root = (config.get("root") or {}).get("path")
+    rootfs: RootfsFacts | None = None
+    if userns and isinstance(root, str) and root:
+        rootfs = rootfs_facts(root if os.path.isabs(root) else os.path.join(bundle or ".", root))
     owner, missing, symlinks = _rootfs_facts(config, bundle)
     return HostFacts(
         arch=os.uname().machine,
@@ -293,7 +415,7 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
         host_namespaces=host_ns,
         namespace_kinds=kinds,
         userns_maps_host_root=maps_root,
-        engine_dirs=engine_dirs(),
+        engine_dirs=engine_dirs,
         own_hooks=own_hooks(owners) if hooks else frozenset(),
         rootfs_symlinks=symlinks,
         missing_in_rootfs=missing,
@@ -301,6 +423,11 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
         swap_limit=swap_accounting(),
         named_root=(_realpath(named_root) or "") if named_root else "",
         named_root_subtree=named_root_subtree,
+        rootfs=rootfs,
+        source_mount_flags=source_flags,
+        host_owned_namespaces=frozenset(host_owned),
+        id_range=id_range,
+        pod_userns=pod_userns,
         **_agent(agent),
     )
 

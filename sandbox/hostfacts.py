@@ -14,6 +14,24 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from .profile import IdMapping
+
+
+@record
+class RootfsFacts:
+    """The bundle's rootfs as the host holds it (probed only when a user namespace may be added)."""
+
+    path: str  # absolute, symlinks resolved
+    kind: str  # dir | overlay | unsupported
+    fs_type: str = ""
+    owner_uid: int | None = None
+    # overlay: the layers to stack, topmost first (the engine's upper layer, then its lower ones)
+    layers: tuple[str, ...] = ()
+    overlay_options: tuple[str, ...] = ()  # options of the engine's overlay that the view keeps
+    # (path, uid, gid, mode) of every directory above the rootfs, outermost first
+    parents: tuple[tuple[str, int, int, int], ...] = ()
+    problem: str = ""  # kind unsupported: why
+
 
 @record
 class Executable:
@@ -53,8 +71,9 @@ class HostFacts:
     namespace_kinds: Mapping[str, str] = field(default_factory=dict)
     # User-namespace paths -> whether that namespace maps host uid or gid 0 (None: unknown).
     userns_maps_host_root: Mapping[str, bool] = field(default_factory=dict)
-    # Directories the container engines keep per-container state in (their roots, discovered
-    # from their configuration); admitted like filesystem.allowed_host_paths and rootfs_dirs.
+    # Directories the engines running on this host keep per-container files in (resolved paths,
+    # discovered from their configuration and command lines by sandbox.engines); admitted like
+    # filesystem.allowed_host_paths and rootfs_dirs.
     engine_dirs: tuple[str, ...] = ()
     # A root filesystem the person named on sandbox's own command line (`sandbox run --rootfs DIR`,
     # resolved; `--bundle B` names B and admits roots strictly inside it): trusted input, so it
@@ -71,6 +90,17 @@ class HostFacts:
     rootfs_owner_uid: int | None = None
     # the memory cgroup can limit swap (v1 memory.memsw.*, v2 memory.swap.max)
     swap_limit: bool = True
+    rootfs: RootfsFacts | None = None
+    # Namespace paths named by the bundle whose owning user namespace is the host's.
+    host_owned_namespaces: frozenset[str] = frozenset()
+    # The host id range the edge allocated for this container (or its pod) from the operator's pool.
+    id_range: IdMapping | None = None
+    # The user namespace of the container's pod (/proc/<pid>/ns/user of the pod's sandbox
+    # container), which a pod's app container joins; its ids are `id_range`.
+    pod_userns: str | None = None
+    # userns probed: bind sources -> the per-mount flags of the mount holding each (nosuid, nodev,
+    # noexec, atime...), which the kernel locks for a less privileged mount namespace
+    source_mount_flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # The sandbox agent's socket (asked only for profiles that need it), and the same when an agent
     # answered there.
     agent_socket: str | None = None

@@ -23,7 +23,12 @@ DEFAULT_PATH = "/etc/sandbox/config.yaml"
 ANNOTATION_KEY = "org.sandbox-runtime.profile"
 
 _KEYS = ("runc", "profile_dirs", "default_profile", "annotation_key", "allowed_profiles", "floor", "audit_log",
-         "audit_hmac_key_file", "audit_max_bytes", "on_audit_failure", "mode")
+         "audit_hmac_key_file", "audit_max_bytes", "on_audit_failure", "mode", "id_pool", "runtime_dir")
+
+# Host ids handed out, 65536 at a time, to the user namespaces sandbox adds: /etc/subuid-style
+# "START:COUNT" ranges.  The default keeps far above the ranges useradd gives people (100000+).
+DEFAULT_ID_POOL = ((1 << 30, 1 << 28),)  # 1073741824:268435456, 4096 ranges
+ID_RANGE_SIZE = 65536
 
 
 @record
@@ -40,7 +45,16 @@ class OperatorConfig:
     audit_max_bytes: int | None = 64 * 1024 * 1024
     on_audit_failure: str = "fail"
     mode: str | None = None  # enforce | complain: overrides every profile's mode
+    id_pool: tuple[tuple[int, int], ...] = DEFAULT_ID_POOL  # (start, count) of host ids
+    # sandbox-runc's own state: ids/ (which id ranges are in use) and engines.json (the engine
+    # directories found); a tmpfs, as a reboot ends every container
+    runtime_dir: str = "/run/sandbox"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def runtime_dir(op: OperatorConfig) -> str:
+    """sandbox-runc's state directory: $SANDBOX_RUNTIME_DIR, else `runtime_dir` of the operator config."""
+    return os.environ.get("SANDBOX_RUNTIME_DIR") or op.runtime_dir
 
 
 def check_trusted_file(path: str, what: str, error: type[Exception] = ConfigError) -> None:
@@ -67,6 +81,39 @@ def load_operator_config(path: str | None = None) -> OperatorConfig:
     from .cache import load_operator_config as cached
 
     return cached(path)
+
+
+def parse_id_range(text: str) -> tuple[int, int] | None:
+    """"START:COUNT" (as in /etc/subuid, without the user name) -> (start, count), or None."""
+    start, sep, count = text.strip().partition(":")
+    if not sep or not start.isdigit() or not count.isdigit():
+        return None
+    s, c = int(start), int(count)
+    if c < ID_RANGE_SIZE or s + c > (1 << 32) - 1:
+        return None
+    return s, c
+
+
+def _id_pool(value: Any, doc: Any) -> tuple[tuple[int, int], ...]:
+    if value is None:
+        return DEFAULT_ID_POOL
+    items = [value] if isinstance(value, str) else value
+    out = []
+    for i, item in enumerate(items):
+        rng = parse_id_range(item) if isinstance(item, str) else None
+        if rng is None:
+            where = ("id_pool",) if isinstance(value, str) else ("id_pool", i)
+            raise ConfigError(f"expected \"START:COUNT\" host ids (COUNT at least {ID_RANGE_SIZE}, below 2^32), "
+                              f"got {item!r}", location=doc.loc(where), field="id_pool")
+        if rng[0] == 0:
+            raise ConfigError("the pool must not contain host id 0 (root)", location=doc.loc(("id_pool",)),
+                              field="id_pool")
+        out.append(rng)
+    ordered = sorted(out)
+    for (a, n), (b, _) in zip(ordered, ordered[1:]):
+        if b < a + n:
+            raise ConfigError(f"ranges overlap ({a}:{n} and {b})", location=doc.loc(("id_pool",)), field="id_pool")
+    return tuple(out)
 
 
 def parse_operator_config(path: str) -> OperatorConfig:
@@ -114,6 +161,8 @@ def parse_operator_config(path: str) -> OperatorConfig:
         raise ConfigError("must be 'enforce' or 'complain'", location=doc.loc(("mode",)), field="mode")
     return OperatorConfig(
         path=path,
+        id_pool=_id_pool(get("id_pool", (str, list), None), doc),
+        runtime_dir=get("runtime_dir", str, OperatorConfig.runtime_dir),
         runc=get("runc", str, None),
         profile_dirs=str_list("profile_dirs", OperatorConfig.profile_dirs),
         default_profile=get("default_profile", str, "baseline"),

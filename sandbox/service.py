@@ -39,25 +39,72 @@ def bundle_problems(profile: Profile, problems: list[BundleError]) -> list[Decis
 
 
 def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, container_id: str = "", *,
-           named_root: str = "", named_root_subtree: bool = False, learn_agent: str | None = None) -> Outcome:
+           named_root: str = "", named_root_subtree: bool = False, learn_agent: str | None = None,
+           **facts: Any) -> Outcome:
     """Probe the host paths `config` names, then apply the profile (pure).
 
     `container_id` is the id runc is given (it decides which cgroup and engine-hook arguments are the
     container's own); "" when a bundle is checked on its own.  `named_root`: the rootfs (or bundle
-    directory, `named_root_subtree`) the person named on `sandbox run`'s command line.
+    directory, `named_root_subtree`) the person named on `sandbox run`'s command line.  `facts`: what
+    else the caller knows for the probe (`sandbox.host.probe`'s keyword arguments: whether a user
+    namespace is added, the id range allocated, the pod's user namespace, the engines' directories).
     `learn_agent`: the socket of `sandbox learn`'s own agent; the profile is applied for learning.
     """
     from .host import probe
     from .transform import apply, needs_agent
 
-    facts = probe(config, bundle_dir, container_id, named_root, named_root_subtree,
-                  agent=needs_agent(profile) and learn_agent is None)
+    probed = probe(config, bundle_dir, container_id, named_root, named_root_subtree,
+                   agent=needs_agent(profile) and learn_agent is None, **facts)
     if learn_agent is None:
-        return apply(profile, config, facts)
+        return apply(profile, config, probed)
     from ._record import replace
 
-    return apply(profile, config, replace(facts, agent=learn_agent, agent_socket=learn_agent, agent_problem=""),
+    return apply(profile, config, replace(probed, agent=learn_agent, agent_socket=learn_agent, agent_problem=""),
                  learn=True)
+
+
+def harden_with_engine_dirs(op: Any, profile: Profile, config: dict[str, Any], bundle_dir: str | None,
+                            **facts: Any) -> Outcome:
+    """`harden` for a create: the engines' per-container directories found on this host (cached) are
+    allowed bind sources; a bind mount refused with a cached list is judged again with a fresh one
+    (an engine may have started, or moved, since)."""
+    from .engines import engine_dirs
+
+    dirs, fresh = engine_dirs(op)
+    outcome = harden(profile, config, bundle_dir, engine_dirs=dirs, **facts)
+    if not fresh and any(d.control == "mounts" for d in outcome.refusals):
+        dirs, _ = engine_dirs(op, fresh=True)
+        outcome = harden(profile, config, bundle_dir, engine_dirs=dirs, **facts)
+    return outcome
+
+
+def userns_facts(op: Any, profile: Profile, config: dict[str, Any], runc_root: str, container_id: str,
+                 creator: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """For a create whose profile adds a user namespace: the probe's keyword arguments (the id range,
+    the pod's or a new one from the operator's pool, and the pod's user namespace to join) and the
+    allocation made (None when the profile or bundle names its own mapping).  `creator`: the process
+    that will run runc create (default: this one)."""
+    from .idpool import allocate, pod_of, pod_userns
+    from .transform.user import needs_id_range
+
+    facts: dict[str, Any] = {"userns": True}
+    if not needs_id_range(profile, config):
+        return facts, None
+    pod = pod_of(config)
+    rng = allocate(op, runc_root=runc_root, container_id=container_id, pod=pod[0] if pod else None,
+                   creator=creator)
+    facts["id_range"] = rng
+    if pod and not pod[1]:
+        facts["pod_userns"] = pod_userns(runc_root, pod[0], rng)
+    return facts, {"runc_root": runc_root, "container_id": container_id, "pod": pod[0] if pod else None,
+                   "range": rng}
+
+
+def release_ids(op: Any, allocation: dict[str, Any]) -> None:
+    """The container of `allocation` was not created: its id range is free for others again."""
+    from .idpool import release
+
+    release(op, runc_root=allocation["runc_root"], container_id=allocation["container_id"], pod=allocation["pod"])
 
 
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any], bundle_dir: str | None = None) -> dict[str, Any]:

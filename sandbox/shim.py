@@ -130,6 +130,10 @@ class _Shim:
         self.said: list[tuple[str, str]] | None = None
         self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
         self.container_problems: list[Any] = []  # what reading the container's config.json tolerated
+        self.prep: Any = None  # RuntimePrep: what this process does before runc (an added user namespace)
+        self.allocated: dict[str, Any] | None = None  # the id range allocated for this create
+        self.init_pid = 0  # exec/update: the container's init process
+        self.creator_pid = 0  # the process that runs runc create (the daemon's client), default this one
 
     def dispatch(self, args: list[str]) -> int:
         self.load()
@@ -309,32 +313,82 @@ class _Shim:
     # -- create / run / restore -------------------------------------------------------------
     def harden_bundle(self) -> int:
         bundle = self.prepare_bundle()
+        if self.prep is not None:
+            from .mountns import prepare
+
+            try:
+                prepare(self.prep)  # this process's own mount namespace, which runc inherits
+            except BaseException:
+                self.release_ids()
+                raise
         return self.finish_bundle(bundle, self.spawn_runc(self.inv.argv))
+
+    def runc_root(self) -> str:
+        return os.path.abspath(self.inv.globals.get("root") or "/run/runc")
+
+    def adds_userns(self, config: dict[str, Any]) -> bool:
+        """Whether the profile gives this bundle a user namespace it does not have."""
+        from .transform.user import has_userns, userns_required
+
+        return userns_required(self.profile) and not has_userns(config)
+
+    def _userns_facts(self, config: dict[str, Any]) -> dict[str, Any]:
+        from .service import userns_facts
+
+        if not self.adds_userns(config) or not self.inv.container_id:
+            return {}
+        facts, self.allocated = userns_facts(self.op, self.profile, config, self.runc_root(), self.inv.container_id,
+                                             creator=self.creator_pid or None)
+        return facts
+
+    def release_ids(self) -> None:
+        if self.allocated is not None:
+            from .service import release_ids
+
+            a, self.allocated = self.allocated, None
+            release_ids(self.op, a)
 
     def prepare_bundle(self) -> str:
         """Everything before runc: select, harden, audit the decisions, write config.json; the bundle path."""
         from .bundle import read_config, write_config_atomic
-        from .service import bundle_problems, harden
+        from .service import bundle_problems, harden_with_engine_dirs
 
         bundle = self.bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
         problems: list[Any] = []
         config = read_config(bundle, problems=problems)
         self.profile = self.select_profile(config)
         tolerated = bundle_problems(self.profile, problems)  # complain mode: recorded, not refused
-        outcome = harden(self.profile, config, bundle, self.inv.container_id or "")
+        extra = self._userns_facts(config)
+        try:
+            outcome = harden_with_engine_dirs(self.op, self.profile, config, bundle,
+                                              container_id=self.inv.container_id or "", **extra)
+        except BaseException:
+            self.release_ids()
+            raise
+        self.prep = outcome.prep
         resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by
+        if self.allocated is not None:
+            rng = self.allocated["range"]
+            resolved["id_range"] = f"{rng.host_id}:{rng.size}"
+            if self.allocated["pod"]:
+                resolved["pod"] = self.allocated["pod"]
+        if outcome.prep is not None and outcome.prep.rootfs is not None:
+            resolved["rootfs"] = {"kind": outcome.prep.rootfs.kind, "source": outcome.prep.rootfs.source}
         self._audit([{"event": "profile_resolved", "data": resolved}]
                     + [{"event": "decision", "decision": d.to_dict()} for d in tolerated + outcome.decisions], bundle)
         if outcome.refused:
             from .formats import refusal_message
 
+            self.release_ids()
             raise PolicyRefusal(refusal_message(self.profile, outcome), profile=self.profile.name)
         new = outcome.config
         if self.profile.mode == "enforce":
-            new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = \
-                f"{self.profile.name}@{self.profile.sha256[:16]}"
+            applied = f"{self.profile.name}@{self.profile.sha256[:16]}"
+            if self.allocated is not None:
+                applied += f";userns={self.allocated['range'].host_id}:{self.allocated['range'].size}"
+            new.setdefault("annotations", {})[self.op.annotation_key + APPLIED_ANNOTATION_SUFFIX] = applied
         if new != config:
             # Atomic (rename), not fsynced: runc reads it from the page cache at once, and after a
             # host crash no container runs from it without a new `create` through sandbox (engines
@@ -352,6 +406,7 @@ class _Shim:
         else:
             # a failed create must not leave a half-made container behind
             self._cleanup()
+            self.release_ids()
             event, data["reason"] = "error", f"runc {self.inv.subcommand} failed"
         try:
             self._audit([{"event": event, "data": data}], bundle)
@@ -389,6 +444,7 @@ class _Shim:
             self.exec_runc(self.inv.argv)
         state = json.loads(res.stdout.decode("utf-8", "replace"))
         bundle = state.get("bundle", "")
+        self.init_pid = state.get("pid") if isinstance(state.get("pid"), int) else 0
         # leniently: a container complain mode let start must stay reachable (see _container_profile)
         return read_config(bundle, problems=self.container_problems), bundle
 
@@ -398,6 +454,20 @@ class _Shim:
         profile = self.select_profile(config)
         bundle_problems(profile, self.container_problems)  # recorded at create; enforce mode raises
         return profile
+
+    def enter_inherited_namespaces(self, config: dict[str, Any]) -> None:
+        """A container in a user namespace whose config.json names no network, ipc or uts namespace got
+        them from sandbox-runc (it entered the engine's for runc create: see transform.user); `runc
+        exec` would leave the new process in its own, so it is started inside the container's."""
+        from .mountns import enter_namespace
+        from .transform.user import has_userns
+
+        if not has_userns(config) or not self.init_pid:
+            return
+        listed = {n.get("type") for n in (config.get("linux") or {}).get("namespaces") or [] if isinstance(n, dict)}
+        for kind, proc_name in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")):
+            if kind not in listed:
+                enter_namespace(kind, f"/proc/{self.init_pid}/ns/{proc_name}")
 
     # -- exec ---------------------------------------------------------------------------------
     def harden_exec(self) -> int:
@@ -433,6 +503,7 @@ class _Shim:
                     argv = self._replace_flag_value(argv, ("process", "p"), self.temp_json(proc_file, new_proc))
             else:
                 argv = self._rewrite_exec_flags(argv, new_proc)
+        self.enter_inherited_namespaces(config)
         return self.spawn_runc(argv)
 
     def _process_from_flags(self, config: dict[str, Any]) -> dict[str, Any]:

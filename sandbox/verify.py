@@ -497,6 +497,22 @@ def compare(expected: Expected, state: ProcState, limits: CgroupLimits, host_nam
     ]
 
 
+def id_range_check(annotations: Mapping[str, Any], state: ProcState) -> Check | None:
+    """The host id range sandbox-runc allocated (`;userns=START:SIZE` in the `.applied` annotation) is what
+    the kernel maps container id 0 onwards to, for uids and gids; None when none was allocated."""
+    recorded = next((v.split(";userns=", 1)[1] for k, v in annotations.items()
+                     if k.endswith(".applied") and isinstance(v, str) and ";userns=" in v), None)
+    if recorded is None:
+        return None
+    start, _, size = recorded.partition(":")
+    want = ((0, int(start), int(size)),) if start.isdigit() and size.isdigit() else ()
+    ok = bool(want) and tuple(state.uid_map) == want and tuple(state.gid_map) == want
+    actual = f"uid {_maps(state.uid_map)}, gid {_maps(state.gid_map)}"
+    return _check("user.id_range", ok, _maps(want) or recorded, actual,
+                  "the range allocated from the operator's pool" if ok else
+                  "the kernel's mappings are not the range sandbox-runc allocated and recorded")
+
+
 def failed(checks: Collection[Check]) -> list[Check]:
     return [c for c in checks if c.status == "FAIL"]
 

@@ -14,7 +14,9 @@ with perf_counter_ns around subprocess.run (stdio on /dev/null); a command that 
 aborts its section, so a failure can never be counted as a fast run.
 
 Sections (--only picks some): lifecycle (`run`, `create`/`start`/`delete` and the
-`python3 -I -S -c pass` floor), passthrough (`state`, `kill ID 0`), engine (podman),
+`python3 -I -S -c pass` floor), passthrough (`state`, `kill ID 0`), engine (podman), userns
+(the create-time cost of the user namespace sandbox adds: id range, rootfs view, the
+runtime's own mount namespace; plain runc gets the same hardened config with the rootfs as is),
 transform (in-process profile application and profile loading), syscall (cost of cheap
 syscalls inside containers under no seccomp, baseline and strict, timed and, exactly, as the
 number of BPF instructions the loaded filter runs for them), memory (peak RSS).  --analyse
@@ -68,7 +70,7 @@ RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
 
 SH_TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-runc")
 
-SECTIONS = ("lifecycle", "passthrough", "engine", "transform", "syscall", "memory", "agent")
+SECTIONS = ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory", "agent")
 PROFILES = ("baseline", "restricted", "strict")
 
 PASS, MISS, INFO, SKIP, ERROR = "PASS", "MISS", "info", "SKIP", "ERROR"
@@ -678,7 +680,8 @@ class Bench:
         self.audit_dir = os.path.join(self.tmp, "audit")
         self.opconfig = os.path.join(self.tmp, "sandbox-config.yaml")
         with open(self.opconfig, "w", encoding="utf-8") as f:
-            f.write(f"runc: {self.runc}\ndefault_profile: strict\naudit_log: {self.audit_dir}/audit.jsonl\n")
+            f.write(f"runc: {self.runc}\ndefault_profile: strict\naudit_log: {self.audit_dir}/audit.jsonl\n"
+                    f"runtime_dir: {os.path.join(self.tmp, 'runtime')}\n")
         os.chmod(self.opconfig, 0o644)  # root-owned (we are root), not writable by others: trusted
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
         env["SANDBOX_CONFIG"] = self.opconfig  # no SANDBOX_RUNC: the dispatcher reads runc: as under engines
@@ -1028,6 +1031,67 @@ class Bench:
         path = os.path.join(d, "runc")
         os.rename(built, path)
         return path
+
+    # -- 3b. the user namespace sandbox adds ------------------------------------------------------------------
+    def userns(self) -> None:
+        """`create` of a fresh bundle under strict, which adds a user namespace: the id range, the idmapped
+        rootfs view and the runtime's own mount namespace.  Plain runc gets the config sandbox-runc wrote
+        (same user namespace, mapping, seccomp, limits) with `root.path` back at the rootfs itself, which
+        runc can reach here (every parent is 0755) and whose files then belong to nobody: the same
+        container but for the view.  A third variant, the same fresh bundle with a user namespace the
+        engine made (as dockerd --userns-remap or podman --userns do), needs no view: the difference to it
+        is the mechanism alone."""
+        from sandbox.bundle import spec_for_rootfs
+
+        fresh = self.make_bundle("userns-fresh", ["true"], None)
+        owned = self.make_bundle("userns-owned", ["true"], None)
+        with open(os.path.join(fresh, "config.json"), "rb") as f:
+            pristine = f.read()
+        spec = spec_for_rootfs(self.rootfs, ["true"], hostname="bench")
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"] = spec["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": 1 << 29, "size": 65536}]
+        owned_bytes = json.dumps(spec).encode()
+        # the hardened config, once, for plain runc
+        cid = self.new_id("userns.prime")
+        self.timed(self.shim_cmd("create", "-b", fresh, cid), self.py_env)
+        self.delete_f(cid)
+        with open(os.path.join(fresh, "config.json"), encoding="utf-8") as f:
+            hardened = json.load(f)
+        hardened["root"]["path"] = self.rootfs
+        plain = os.path.join(self.tmp, "userns-plain")
+        os.mkdir(plain, 0o755)
+        with open(os.path.join(plain, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(hardened, f)
+
+        def create(bundle: str, data: bytes | None, tag: str, cmd: Callable[..., list[str]],
+                   env: dict[str, str] | None = None) -> int:
+            if data is not None:
+                with open(os.path.join(bundle, "config.json"), "wb") as f:
+                    f.write(data)
+            cid = self.new_id(tag)
+            t = self.timed(cmd("create", "-b", bundle, cid), env)
+            self.delete_f(cid)
+            return t
+
+        variants: dict[str, Callable[[], Any]] = {
+            "userns.runc": lambda: create(plain, None, "userns.runc", self.runc_cmd),
+            "userns.shim_py": lambda: create(fresh, pristine, "userns.shim_py", self.shim_cmd, self.py_env),
+            "userns.owned_py": lambda: create(owned, owned_bytes, "userns.owned_py", self.shim_cmd, self.py_env),
+        }
+        if self.daemon_socket:
+            variants["userns.shim"] = lambda: create(fresh, pristine, "userns.shim", self.shim_cmd)
+            variants["userns.owned"] = lambda: create(owned, owned_bytes, "userns.owned", self.shim_cmd)
+        self.rounds("userns", variants)
+        rm = self.med_ms("userns.runc")
+        paths = [("no daemon (Python per call)", "_py")] + ([("via the daemon", "")] if self.daemon_socket else [])
+        for label, sfx in paths:
+            sm, om = self.med_ms(f"userns.shim{sfx}"), self.med_ms(f"userns.owned{sfx}")
+            self.add(Row(f"`create` under strict, user namespace added (id range + idmapped rootfs view), {label}",
+                         "ms", rm, sm, "—", INFO, f"{fmt_delta(sm - rm)} ms over runc given the same config",
+                         "userns"))
+            self.add(Row(f"… of which the mechanism ({label}): against the engine's own user namespace", "ms",
+                         om, sm, "—", INFO, f"{fmt_delta(sm - om)} ms", "userns"))
 
     # -- 4. transform and profile loading (in-process) -----------------------------------------------------
     def transform(self) -> None:

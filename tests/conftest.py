@@ -15,6 +15,18 @@ os.environ.setdefault("SANDBOX_AGENT_SOCKET", "off")
 # exit_group leaves those threads alive (glibc's _exit falls back to exit(2), one thread), and the
 # half-dead child holds the test's pipes open for ever.  Children forked by tests need no gRPC.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+# Nor may the tests use the host's /run/sandbox (id ranges in use, engine directories found):
+# sandbox and sandbox-runc started by the tests get a directory of this session's own.  (Engines
+# do not pass SANDBOX_* on: the operator configs the engine tests write name it as runtime_dir.)
+if "SANDBOX_RUNTIME_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["SANDBOX_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="sandbox-tests-runtime-")
+    atexit.register(shutil.rmtree, os.environ["SANDBOX_RUNTIME_DIR"], True)
+RUNTIME_DIR = os.environ["SANDBOX_RUNTIME_DIR"]
 OCI = os.path.join(ROOT, "oci")
 
 

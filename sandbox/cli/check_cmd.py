@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -12,18 +13,28 @@ from .options import FORMAT, profile_option
 
 
 @click.command("check")
-@profile_option()
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@profile_option(required=False)
+@click.option("--host", "host", is_flag=True,
+              help="Show what sandbox-runc finds on this host instead: the engines' directories, the id pool, "
+                   "user namespace and idmapped mount support.")
+@click.argument("bundle_dir", type=click.Path(file_okay=False), required=False)
 @FORMAT
-def check(profile_ref: str, bundle_dir: str, fmt: str) -> None:
+def check(profile_ref: str | None, host: bool, bundle_dir: str | None, fmt: str) -> None:
     """Show what PROFILE would do to the bundle in BUNDLE_DIR, and whether it would start.
 
-    Exit 0 allowed, 3 refused, 1 invalid input.
+    Exit 0 allowed, 3 refused, 1 invalid input.  With --host: what sandbox-runc finds on
+    this host (exit 1 when user namespaces or idmapped mounts are unavailable).
     """
     from .. import formats
     from ..bundle import read_config
     from ..decisions import Outcome
     from ..service import bundle_problems, harden, resolve_profile
+
+    if host:
+        _host_report(fmt)
+        return
+    if not profile_ref or not bundle_dir:
+        raise click.UsageError("give --profile and BUNDLE_DIR (or --host)")
 
     profile = resolve_profile(profile_ref)
     problems: list = []
@@ -72,3 +83,70 @@ def apply_cmd(profile_ref: str, bundle_dir: str, output: str | None) -> None:
     else:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text + "\n")
+
+
+def _host_report(fmt: str) -> None:
+    """`sandbox check --host`."""
+    import os
+
+    from ..engines import discover
+    from ..idpool import in_use
+    from ..opconfig import load_operator_config, runtime_dir
+
+    op = load_operator_config()
+    found = discover()
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            max_userns = int(f.read())
+    except (OSError, ValueError):
+        max_userns = 0
+    idmap = _idmap_support() if os.geteuid() == 0 else "unknown (run as root)"
+    used = in_use(op)
+    report: dict[str, Any] = {
+        "engine_dirs": [{"engine": d.engine, "path": d.path, "found": d.why, "exists": os.path.isdir(d.path)}
+                        for d in found],
+        "id_pool": [f"{s}:{n}" for s, n in op.id_pool],
+        "id_ranges_in_use": [{"range": f"{r['start']}:{r.get('size', 65536)}", "key": r.get("key", "?"),
+                              "members": r.get("members", [])} for r in used],
+        "runtime_dir": runtime_dir(op),
+        "max_user_namespaces": max_userns,
+        "idmapped_mounts": idmap,
+    }
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo("engine directories (bind sources sandbox-runc allows as the engines' own):")
+        for d in report["engine_dirs"]:
+            mark = "" if d["exists"] else "  (absent)"
+            click.echo(f"  {d['engine']:<10} {d['path']}{mark}  [{d['found']}]")
+        if not found:
+            click.echo("  none found")
+        click.echo(f"id pool: {', '.join(report['id_pool'])}; {len(used)} range(s) in use "
+                   f"(recorded under {report['runtime_dir']}/ids)")
+        for r in report["id_ranges_in_use"]:
+            click.echo(f"  {r['range']}  {r['key']}  ({len(r['members'])} container(s))")
+        click.echo(f"user namespaces: max_user_namespaces={max_userns}")
+        click.echo(f"idmapped mounts: {idmap}")
+    if max_userns == 0 or not str(idmap).startswith(("yes", "unknown")):
+        sys.exit(1)
+
+
+def _idmap_support() -> str:
+    """Try an idmapped clone of the filesystem holding the engines' usual storage (nothing is attached)."""
+    import os
+
+    from ..errors import PolicyRefusal
+    from ..mountns import filesystem_of, idmapped_clone, userns_fd
+    from ..profile import IdMapping
+
+    path = next((p for p in ("/var/lib/containerd", "/var/lib/docker", "/var/lib") if os.path.isdir(p)), "/")
+    try:
+        maps = (IdMapping(0, 1 << 30, 65536),)
+        fd = userns_fd(maps, maps)
+        try:
+            os.close(idmapped_clone(path, fd))
+        finally:
+            os.close(fd)
+    except PolicyRefusal as e:
+        return f"no: {e}"
+    return f"yes ({filesystem_of(path)} at {path}; overlay rootfs views are built from idmapped layers)"

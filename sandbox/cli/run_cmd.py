@@ -78,6 +78,9 @@ class _Runner:
         self.learn_agent = learn_agent  # `sandbox learn`: its own agent's socket
         self.config: dict[str, Any] = {}  # the bundle's config before hardening
         self.pid = 0  # the container's init, once created
+        self.op: Any = None
+        self.prep: Any = None  # RuntimePrep: done in our own mount namespace before runc
+        self.allocated: dict[str, Any] | None = None  # the id range allocated for the container
 
     # -- audit ------------------------------------------------------------------
     def _record(self, events: list[dict[str, Any]]) -> None:
@@ -112,7 +115,8 @@ class _Runner:
         from ..errors import PolicyRefusal
         from ..opconfig import load_operator_config
         from ..runc import Runc, find_runc
-        from ..service import harden, resolve_profile
+        from ..service import harden, resolve_profile, userns_facts
+        from ..transform.user import has_userns, userns_required
 
         op = load_operator_config()
         self.audit = AuditLog(self.audit_path or op.audit_log, on_failure=op.on_audit_failure,
@@ -151,25 +155,42 @@ class _Runner:
 
         ensure_dir(state_dir, 0o700)
         self.config = config
+        facts: dict[str, Any] = {}
+        resolved: dict[str, Any] = {"source": self.profile.source, "mode": self.profile.mode}
+        if userns_required(self.profile) and not has_userns(config):
+            facts, self.allocated = userns_facts(op, self.profile, config,
+                                                 os.path.abspath(self.runc_root or "/run/runc"), self.cid)
+            self.op = op
+            if self.allocated:
+                resolved["id_range"] = f"{self.allocated['range'].host_id}:{self.allocated['range'].size}"
         # the rootfs or bundle named here is the person's choice, not a hostile config.json's
         outcome = harden(self.profile, config, None, self.cid, named_root=os.path.abspath(bundle or rootfs_path),
-                         named_root_subtree=bool(bundle), learn_agent=self.learn_agent)
+                         named_root_subtree=bool(bundle), learn_agent=self.learn_agent, **facts)
+        self.prep = outcome.prep
         self.bundle_dir = os.path.join(state_dir, self.cid)
-        self._record([{"event": "profile_resolved", "data": {"source": self.profile.source,
-                                                              "mode": self.profile.mode}}]
+        self._record([{"event": "profile_resolved", "data": resolved}]
                      + [{"event": "decision", "decision": d.to_dict()} for d in outcome.decisions])
         if self.verbose:
             click.echo(formats.decisions_text(outcome.decisions), err=True)
             click.echo(formats.verdict_line(self.profile, outcome), err=True)
         if outcome.refused:
+            if self.allocated:
+                from ..service import release_ids
+
+                release_ids(op, self.allocated)
             raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
-        self.bundle_dir = make_bundle(state_dir, rootfs_path, outcome.config, name=self.cid)
+        # the rootfs runc is given: the engine's, or the view sandbox prepares for a user namespace
+        self.bundle_dir = make_bundle(state_dir, outcome.config["root"]["path"], outcome.config, name=self.cid)
 
     # -- start, wait, clean up ------------------------------------------------------
     def execute(self, verify_mode: str | None, tty: bool) -> int:
         import shutil
 
         try:
+            if self.prep is not None:
+                from ..mountns import prepare
+
+                prepare(self.prep)  # our own mount namespace: runc and the container inherit it
             if tty:
                 code = self._run_foreground()
             else:

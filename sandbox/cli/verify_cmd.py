@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_INVALID, InspectError, PolicyRefusal, RuncError
-from ..verify import Check, compare, expected_from_config, failed, format_text, summary, to_json
+from ..verify import Check, compare, expected_from_config, failed, format_text, id_range_check, summary, to_json
 from .options import FORMAT, profile_option
 
 
@@ -57,8 +57,11 @@ def check_process(pid: int, expected_config: dict[str, Any]) -> list[Check]:
         ino = inspect.namespace_inode(path) if path else None
         if path and ino is not None:
             joined[path] = ino
-    return compare(expected, state, limits, inspect.host_namespaces(), absent_paths=absent,
-                   namespace_paths=joined, cap_last_cap=inspect.read_cap_last_cap())
+    checks = compare(expected, state, limits, inspect.host_namespaces(), absent_paths=absent,
+                     namespace_paths=joined, cap_last_cap=inspect.read_cap_last_cap())
+    annotations = expected_config.get("annotations")
+    ranged = id_range_check(annotations, state) if isinstance(annotations, dict) else None
+    return [*checks, ranged] if ranged else checks
 
 
 def verify_container(container_id: str, *, root: str | None, runc: str | None,

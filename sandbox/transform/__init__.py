@@ -23,7 +23,7 @@ from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import agent_routes, ours, seccomp, unroute
 from .sysctls import sysctls
-from .user import user
+from .user import user, userns_runtime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 
 # config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
 # whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
-# syscalls follow the final set), process after capabilities (it empties the inheritable set).
+# syscalls follow the final set), process after capabilities (it empties the inheritable set),
+# userns_runtime last (it needs the final root.readonly, mounts and namespaces).
 STEPS: tuple[Callable[[Context], None], ...] = (
     config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
-    sysctls, hooks, lsm, process_fields, cgroups,
+    sysctls, hooks, lsm, process_fields, cgroups, userns_runtime,
 )
 
 
@@ -69,7 +70,7 @@ def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = Non
         agent_routes(ctx, out, own)
         return Outcome(config=out, decisions=judged + ctx.decisions)
     agent_routes(ctx, ctx.config, own, learn=learn)
-    return Outcome(config=ctx.config, decisions=ctx.decisions)
+    return Outcome(config=ctx.config, decisions=ctx.decisions, prep=ctx.prep)
 
 
 def needs_agent(profile: Profile) -> bool:

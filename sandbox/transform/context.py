@@ -9,20 +9,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from ..decisions import Action
+    from ..decisions import Action, RuntimePrep
     from ..hostfacts import HostFacts
     from ..profile import Profile
 
 
 
 class Context:
-    __slots__ = ("profile", "config", "host", "decisions")
+    __slots__ = ("profile", "config", "host", "decisions", "userns_added", "prep")
 
     def __init__(self, profile: Profile, config: dict[str, Any], host: HostFacts) -> None:
         self.profile = profile
         self.config = config
         self.host = host
         self.decisions: list[Decision] = []
+        self.userns_added = False  # the bundle had no user namespace and the transform gave it one
+        self.prep: RuntimePrep | None = None  # what the runtime must prepare before runc (user namespaces)
 
     def decide(self, control: str, ptr: str, action: Action, before: Any, after: Any, reason: str,
                key: str = "") -> None:

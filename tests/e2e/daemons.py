@@ -421,8 +421,13 @@ class Dockerd(_Daemon):
 
     name = "dockerd"
 
-    def __init__(self, runtimes):
+    def __init__(self, runtimes, userns_remap=None):
         super().__init__("sbx-dckr-")
+        # (first host id, count): dockerd --userns-remap=daemon:daemon (a system account present on
+        # every Debian; dockerd will not remap to root) with these as its subordinate ids.
+        # dockerd reads them from /etc/subuid and /etc/subgid, so it runs in a mount namespace of its
+        # own where files of ours are bind-mounted there; the host's files are never touched.
+        self.userns_remap = userns_remap
         self.data_root = os.path.join(self.base, "data")
         self.exec_root = os.path.join(self.base, "exec")
         self.socket = os.path.join(self.base, "docker.sock")
@@ -445,7 +450,17 @@ class Dockerd(_Daemon):
             json.dump({"runtimes": {name: {"path": path} for name, path in self.runtimes.items()},
                        # dockerd 20.10 writes its identity key here, by default /etc/docker/key.json
                        "deprecated-key-path": os.path.join(self.base, "key.json")}, f)
-        self._spawn(["dockerd", "--config-file", conf, "--containerd", self.containerd.socket,
+        prefix = []
+        if self.userns_remap:
+            start, count = self.userns_remap
+            sub = os.path.join(self.base, "subids")
+            with open(sub, "w") as f:
+                f.write(f"daemon:{start}:{count}\n")
+            os.chmod(sub, 0o644)
+            prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                      f'mount --bind {sub} /etc/subuid && mount --bind {sub} /etc/subgid && exec "$@"', "dockerd-remap"]
+        self._spawn([*prefix, "dockerd", *(["--userns-remap", "daemon:daemon"] if self.userns_remap else []),
+                     "--config-file", conf, "--containerd", self.containerd.socket,
                      "--data-root", self.data_root, "--exec-root", self.exec_root, "--pidfile", self.pidfile,
                      "-H", f"unix://{self.socket}", "--iptables=false", "--ip6tables=false", "--bridge=none",
                      "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs",

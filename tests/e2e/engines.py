@@ -76,7 +76,8 @@ def stop_daemon(proc):
 
 def operator_config(tmp_path, **extra):
     audit = str(tmp_path / "audit" / "audit.jsonl")
-    lines = [f"runc: {shutil.which('runc')}", f"audit_log: {audit}", "default_profile: baseline"]
+    lines = [f"runc: {shutil.which('runc')}", f"audit_log: {audit}", "default_profile: baseline",
+             f"runtime_dir: {os.environ['SANDBOX_RUNTIME_DIR']}"]
     for k, v in extra.items():
         lines.append(f"{k}: {v!r}".replace("'", '"') if not isinstance(v, list) else f"{k}: [{', '.join(v)}]")
     path = tmp_path / "sandbox-config.yaml"
@@ -138,7 +139,8 @@ class PrivateRunc:
 
     def write_config(self, path=None, **keys):
         """A root-owned 0644 operator config; `keys` override runc, audit_log and default_profile."""
-        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline", **keys}
+        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline",
+                  "runtime_dir": os.environ["SANDBOX_RUNTIME_DIR"], **keys}
         lines = [f"{k}: {v}" if k == "runc" else f"{k}: {self._json.dumps(v)}"
                  for k, v in values.items() if v is not None]
         path = path or self.config

@@ -276,3 +276,64 @@ def test_doctor_finds_this_containerd_and_reads_its_config(ctrd):
     mine = [r for r in c["data"]["running"] if r["pid"] == ctrd.daemon.proc.pid]
     assert mine and mine[0]["config"] == ctrd.daemon.config, c["data"]["running"]
     assert "running (pid" in c["found"]
+
+# -- strict: a user namespace sandbox adds, on containerd's overlay rootfs -------------------------------
+
+STRICT_PROBE = ("cat /proc/self/uid_map; grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+                "stat -c 'owner %u:%g' /etc/passwd; echo x > /tmp/root-wrote && echo tmp-ok; "
+                "{ echo x > /etc/passwd; } 2>/dev/null || echo image-ro")
+
+
+def _mounts_named(text):
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def _task_pid(ctrd, cid):
+    for line in ctrd.ctr("task", "ls").stdout.splitlines():
+        f = line.split()
+        if f and f[0] == cid:
+            return int(f[1])
+    raise AssertionError(f"no task {cid}")
+
+
+def test_ctr_run_under_strict_on_an_overlay_rootfs(ctrd):
+    """containerd makes the bundle 0700 and hands over an overlay rootfs: sandbox gives the user namespace it
+    adds an overlay of idmapped layers, in the runtime's own mount namespace."""
+    running = []
+    try:
+        for _ in range(2):
+            cid = _new_id()
+            res = ctrd.run(cid, "--annotation", f"{ANNOTATION}=strict", cmd=("sleep", "60"), detach=True)
+            running.append(cid)
+            assert res.returncode == 0, res.stderr
+        starts = []
+        for cid in running:
+            start = int(next(r["data"] for r in ctrd.records(cid) if r["event"] == "profile_resolved")
+                        ["id_range"].split(":")[0])
+            pid = _task_pid(ctrd, cid)
+            with open(f"/proc/{pid}/uid_map") as f:
+                assert f.read().split() == ["0", str(start), "65536"]
+            with open(f"/proc/{pid}/status") as f:  # the container's root is this unprivileged host uid
+                assert next(line.split()[1] for line in f if line.startswith("Uid:")) == str(start)
+            rootfs = [r["decision"] for r in ctrd.records(cid) if r["event"] == "decision"
+                      and r["decision"]["pointer"] == "/root/path"][0]
+            assert rootfs["after"] == "/run/sandbox-rootfs" and "idmapped views of the engine's layers" in \
+                rootfs["reason"]
+            starts.append(start)
+        assert abs(starts[0] - starts[1]) >= 65536  # two running containers, two disjoint ranges
+        assert _mounts_named("/run/sandbox-rootfs") == []
+    finally:
+        for cid in running:
+            ctrd.daemon.remove(cid)
+    # the workload's own view
+    cid = _new_id()
+    res = ctrd.run(cid, "--annotation", f"{ANNOTATION}=strict", cmd=("sh", "-c", STRICT_PROBE))
+    assert res.returncode == 0, res.stderr
+    caps = status_caps(res.stdout)
+    assert caps["Uid"] == "0" and caps["CapEff_names"] == {"CAP_NET_BIND_SERVICE"}
+    assert caps["NoNewPrivs"] == "1" and caps["Seccomp"] == "2"
+    assert res.stdout.split()[0] == "0" and res.stdout.split()[2] == "65536" and res.stdout.split()[1] != "0"
+    assert "owner 0:0" in res.stdout  # the image's root-owned files belong to the container's root
+    assert "tmp-ok" in res.stdout and "image-ro" in res.stdout
+    assert _mounts_named("/run/sandbox-rootfs") == []

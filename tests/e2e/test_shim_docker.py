@@ -1,11 +1,13 @@
 """sandbox-runc as a Docker runtime (`dockerd --add-runtime`, via daemon.json `runtimes`).
 
 One private dockerd per module (vfs, cgroupfs, no iptables, no bridge; data root, exec
-root, socket and TMPDIR under /tmp/sbx-dckr-*, on a private containerd) with three sandbox
+root, socket and TMPDIR under /tmp/sbx-dckr-*, on a private containerd) with four sandbox
 runtimes: `sandbox` (operator default profile baseline), `sandbox-capped` (`capped`:
-baseline plus memory and pids maximums) and `sandbox-restricted` (`restricted-here`:
-restricted, allowing this daemon's own containers directory).  The demo rootfs is loaded
-with `docker import`.
+baseline plus memory and pids maximums), `sandbox-restricted` (`restricted-here`:
+restricted, allowing this daemon's own containers directory) and `sandbox-strict`
+(strict, whose bind mounts of this daemon's files are allowed because sandbox finds its
+data root from its command line).  A second dockerd runs with `--userns-remap` for the
+strict tests that need it.  The demo rootfs is loaded with `docker import`.
 """
 
 import json
@@ -84,13 +86,32 @@ def _profile_config(work, conf, name, default_profile, profile_text, profiles):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
-    _, reason = _e2e_state
+def _strict_config(work, conf, name="strict"):
+    path = work / f"sandbox-config-{name}.yaml"
+    with open(conf["path"]) as f:
+        path.write_text(f.read().replace("default_profile: baseline", "default_profile: strict"))
+    os.chmod(path, 0o644)
+    return str(path)
+
+
+def _docker_needed(e2e_state, *tools):
+    _, reason = e2e_state
     if reason:
         e2e_unavailable(reason)
-    require_tool("dockerd")
-    require_tool("docker")
+    for tool in ("dockerd", "docker", *tools):
+        require_tool(tool)
+
+
+def _start_with_image(daemon, demo_rootfs, conf, argv_log):
+    daemon.start()
+    res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    return _Engine(daemon, conf["audit"], argv_log)
+
+
+@pytest.fixture(scope="module")
+def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
+    _docker_needed(_e2e_state)
     work = tmp_path_factory.mktemp("docker")
     conf = operator_config(work, allowed_profiles=["restricted", "strict"])
     profiles = work / "profiles"
@@ -104,13 +125,11 @@ def dockerd(_e2e_state, demo_rootfs, tmp_path_factory):
         configs = {"sandbox": conf["path"],
                    "sandbox-capped": _profile_config(work, conf, "capped", "capped", CAPPED_PROFILE, profiles),
                    "sandbox-restricted": _profile_config(work, conf, "restricted", "restricted-here",
-                                                         restricted_here, profiles)}
+                                                         restricted_here, profiles),
+                   "sandbox-strict": _strict_config(work, conf)}
         for name, config in configs.items():
             daemon.runtimes[name] = logging_runtime(str(work / f"rt-{name}"), config, shim_path(), argv_log)
-        daemon.start()
-        res = daemon.docker("import", "-", IMAGE, input=rootfs_tar_bytes(demo_rootfs))
-        assert res.returncode == 0, res.stderr.decode(errors="replace")
-        yield _Engine(daemon, conf["audit"], argv_log)
+        yield _start_with_image(daemon, demo_rootfs, conf, argv_log)
     finally:
         daemon.stop()
 
@@ -320,3 +339,83 @@ def test_doctor_finds_this_dockerd_and_its_runtimes(docker):
     assert mine and mine[0]["config"] == os.path.join(docker.daemon.base, "daemon.json"), c["data"]["running"]
     assert {"sandbox", "sandbox-capped", "sandbox-restricted"} <= set(c["data"]["runtimes"])
     assert c["data"]["runtimes"]["sandbox"] == docker.daemon.runtimes["sandbox"]
+
+# -- strict: a user namespace sandbox adds (default data root), or dockerd's own (--userns-remap) -----
+
+STRICT_PROBE = ("cat /proc/self/uid_map; grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+                "stat -c 'owner %u:%g' /etc/passwd; echo x > /tmp/root-wrote && echo tmp-ok; "
+                "{ echo x > /etc/passwd; } 2>/dev/null || echo image-ro; cat /etc/hostname >/dev/null && echo files-ok")
+REMAP = (1500000000, 65536)
+
+
+def _mounts_named(text):
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def _strict_run_checks(out):
+    caps = status_caps(out)
+    assert caps["Uid"] == "0" and caps["CapEff_names"] == {"CAP_NET_BIND_SERVICE"}
+    assert caps["CapBnd_names"] == {"CAP_NET_BIND_SERVICE"} and caps["NoNewPrivs"] == "1" and caps["Seccomp"] == "2"
+    assert "owner 0:0" in out  # the image's root-owned files belong to the container's root
+    assert "tmp-ok" in out and "image-ro" in out and "files-ok" in out
+    inside, outside, size = (int(x) for x in out.split()[:3])
+    assert inside == 0 and outside != 0 and size == 65536
+    return outside
+
+
+def test_docker_run_under_strict_with_the_default_data_root(docker, tmp_path):
+    """dockerd keeps its data root 0710 and hands over a plain (vfs) directory: sandbox adds the user
+    namespace with a range of its own and an idmapped bind of the rootfs."""
+    cidfile = tmp_path / "cid"
+    res = docker.docker("run", "--rm", "--runtime", "sandbox-strict", "--network", "none", "--cidfile", str(cidfile),
+                        IMAGE, "sh", "-c", STRICT_PROBE)
+    assert res.returncode == 0, res.stderr
+    outside = _strict_run_checks(res.stdout)
+    cid = cidfile.read_text().strip()
+    resolved = next(r["data"] for r in docker.records(cid) if r["event"] == "profile_resolved")
+    assert resolved["id_range"] == f"{outside}:65536" and resolved["rootfs"]["kind"] == "idmapped-bind"
+    assert _mounts_named("/run/sandbox-rootfs") == []
+    # while it runs, the container's processes are that unprivileged host uid
+    cid = docker.run_detached(runtime="sandbox-strict")
+    try:
+        pid = int(docker.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip())
+        with open(f"/proc/{pid}/status") as f:
+            host_uid = int(next(line.split()[1] for line in f if line.startswith("Uid:")))
+        rng = next(r["data"] for r in docker.records(cid) if r["event"] == "profile_resolved")["id_range"]
+        assert rng == f"{host_uid}:65536" and host_uid >= 65536
+    finally:
+        docker.remove(cid)
+
+
+@pytest.fixture(scope="module")
+def dockerd_remap(_e2e_state, demo_rootfs, tmp_path_factory):
+    _docker_needed(_e2e_state, "unshare")
+    work = tmp_path_factory.mktemp("docker-remap")
+    conf = operator_config(work)
+    argv_log = str(work / "runtime-argv.log")
+    daemon = Dockerd({}, userns_remap=REMAP)
+    try:
+        daemon.runtimes["sandbox-strict"] = logging_runtime(str(work / "rt-strict"), _strict_config(work, conf),
+                                                            shim_path(), argv_log)
+        yield _start_with_image(daemon, demo_rootfs, conf, argv_log)
+    finally:
+        daemon.stop()
+
+
+def test_docker_userns_remap_under_strict(e2e, dockerd_remap, tmp_path):
+    """dockerd --userns-remap gives the bundle its own user namespace and keeps the container's files under
+    <data-root>/<uid>.<gid>/: sandbox keeps that mapping and finds that directory."""
+    docker = dockerd_remap
+    cidfile = tmp_path / "cid"
+    res = docker.docker("run", "--rm", "--runtime", "sandbox-strict", "--network", "none", "--cidfile", str(cidfile),
+                        IMAGE, "sh", "-c", STRICT_PROBE)
+    assert res.returncode == 0, res.stderr
+    assert _strict_run_checks(res.stdout) == REMAP[0]
+    cid = cidfile.read_text().strip()
+    decisions = _decisions(docker.records(cid))
+    assert any(d["pointer"] == "/linux/uidMappings" and d["action"] == "keep" for d in decisions)
+    assert not any(d["pointer"] == "/root/path" for d in decisions)  # dockerd shifted the image itself
+    remapped = os.path.join(docker.daemon.data_root, f"{REMAP[0]}.{REMAP[0]}", "containers")
+    binds = [d for d in decisions if d["control"] == "mounts" and remapped in json.dumps(d)]
+    assert binds and not any(d["action"] == "refuse" for d in decisions)

@@ -16,7 +16,22 @@ import pytest
 from sandbox import daemon as sd
 from tests.conftest import OCI, ROOT
 
-SPEC = os.path.join(OCI, "runc-spec-1.1.json")
+RUNC_SPEC = os.path.join(OCI, "runc-spec-1.1.json")
+
+
+def _spec_with_userns(path):
+    """runc's spec with a user namespace of its own: strict keeps it, so the daemon serves the create
+    (a user namespace sandbox adds takes the Python path: test_an_added_user_namespace_...)."""
+    cfg = json.loads(open(RUNC_SPEC).read())
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        cfg["linux"][key] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+SPEC = None  # set per session by _spec below
 
 
 class Setup:
@@ -27,6 +42,8 @@ class Setup:
         self.runc = tmp_path / "fake-runc"
         # records argv; FAKE_EXIT sets its exit code; FAKE_KILL is a pid to kill before answering
         self.runc.write_text('#!/bin/sh\necho "$*" >> "$FAKE_LOG"\n'
+                             # the rootfs view sandbox prepares for a user namespace it adds, seen by runc
+                             'grep -q " /run/sandbox-rootfs " /proc/self/mountinfo && echo VIEW >> "$FAKE_LOG"\n'
                              '[ -n "$FAKE_KILL" ] && kill -9 "$FAKE_KILL" && sleep 0.2\n'
                              '[ -n "$FAKE_TRAP" ] && { trap \'echo TERM >> "$FAKE_LOG"; exit 143\' TERM; '
                              'echo ready >> "$FAKE_LOG"; while :; do sleep 0.05; done; }\n'
@@ -43,8 +60,11 @@ class Setup:
         self.socket = str(self.sockdir / "daemon.sock")
         self.bundle = tmp_path / "bundle"
         self.bundle.mkdir()
+        (self.bundle / "rootfs").mkdir()
         shutil.copy(SPEC, self.bundle / "config.json")
+        self.runtime_dir = str(tmp_path / "runtime")  # id ranges, engine dirs: not the host's /run/sandbox
         self.env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(self.config), "SANDBOX_CACHE_DIR": str(self.cache),
+                    "SANDBOX_RUNTIME_DIR": self.runtime_dir,
                     "SANDBOX_DAEMON_SOCKET": self.socket, "FAKE_LOG": str(self.runc_log),
                     "SANDBOX_PYTHON": sys.executable}
         self.proc = None
@@ -52,7 +72,8 @@ class Setup:
     def start_daemon(self):
         code = "import sys; sys.path.insert(0, sys.argv.pop(1)); from sandbox.cli import main; main()"
         self.proc = subprocess.Popen([sys.executable, "-c", code, ROOT, "daemon", "run", "--socket", self.socket],
-                                     env={"PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE, text=True)
+                                     env={"PATH": "/usr/bin:/bin", "SANDBOX_RUNTIME_DIR": self.runtime_dir},
+                                     stderr=subprocess.PIPE, text=True)
         for _ in range(200):
             if sd.ping(self.socket):
                 return self.proc
@@ -85,6 +106,12 @@ class Setup:
         return json.loads((self.bundle / "config.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _spec(tmp_path_factory):
+    global SPEC
+    SPEC = _spec_with_userns(str(tmp_path_factory.mktemp("spec") / "config.json"))
+
+
 @pytest.fixture
 def s(tmp_path, c_dispatcher):
     st = Setup(tmp_path, c_dispatcher)
@@ -107,6 +134,31 @@ def test_create_through_the_daemon_is_hardened_and_audited(s):
     assert _served_by(s.records()) == ["daemon"]
     assert s.events()[-1] == "created" and all(r["container_id"] == "c1" for r in s.records())
     assert sd.ping(s.socket)["served"] == "2"  # harden, then the outcome
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the idmapped rootfs view is mounted: needs root")
+@pytest.mark.parametrize("daemon", [True, False])
+def test_an_added_user_namespace_gets_its_rootfs_view_in_runcs_own_mount_namespace(s, daemon):
+    """strict gives runc's plain spec a user namespace: an id range is allocated and runc finds the rootfs
+    view at /run/sandbox-rootfs in a mount namespace of its own (the daemon builds the view, detached, and
+    passes it to the client, which attaches it), never in the host's."""
+    shutil.copy(RUNC_SPEC, s.bundle / "config.json")
+    if daemon:
+        s.start_daemon()
+    res = s.sandbox_runc("--root", str(s.tmp / "runc-root"), "create", "--bundle", "bundle", "c1")
+    assert res.returncode == 0, res.stderr
+    assert _served_by(s.records()) == ["daemon" if daemon else None]
+    assert s.runc_calls()[-1] == "VIEW"
+    with open("/proc/self/mountinfo") as f:
+        assert " /run/sandbox-rootfs " not in f.read()
+    resolved = next(r for r in s.records() if r["event"] == "profile_resolved")["data"]
+    assert resolved["rootfs"] == {"kind": "idmapped-bind", "source": str(s.bundle / "rootfs")}
+    start, size = resolved["id_range"].split(":")
+    assert int(size) == 65536
+    cfg = s.hardened()
+    assert cfg["root"]["path"] == "/run/sandbox-rootfs"
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": int(start), "size": 65536}]
+    assert cfg["annotations"]["org.sandbox-runtime.profile.applied"].endswith(f";userns={start}:65536")
 
 
 def test_the_daemon_and_the_python_path_decide_alike(s, tmp_path):

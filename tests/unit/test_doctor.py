@@ -32,7 +32,8 @@ def test_strict_needs_a_user_namespace_and_the_limit_controllers_baseline_does_n
     base, strict = (doctor.profile_needs(load_profile(n), RD) for n in ("baseline", "strict"))
     assert {"userns", "ns:user", "cgroup:memory", "cgroup:pids", "cgroup:cpu", "swap"} <= set(strict)
     assert not {"userns", "ns:user", "cgroup:memory", "cgroup:pids", "cgroup:cpu"} & set(base)
-    assert "host uid 100000" in strict["userns"]  # from strict's own uid_mappings
+    # strict names no mapping of its own: its ranges come from the operator's pool
+    assert "id_pool" in strict["userns"]
     for p in (base, strict):
         assert {"runc", "audit", "opconfig", "seccomp:errno", "seccomp:allow", "ns:pid", "ns:network"} <= set(p)
 
@@ -71,7 +72,8 @@ def userns_check(missing=None):
 def test_a_missing_feature_blocks_only_the_profiles_that_need_it():
     report = assess([userns_check({"userns": "user.max_user_namespaces is 0"})],
                     needs_of("baseline", "restricted", "strict"), "baseline")
-    assert report.unmet["strict"] == ["user namespaces: a user namespace (root inside is host uid 100000): "
+    assert report.unmet["strict"] == ["user namespaces: a user namespace (root inside gets a 65536-id host range "
+                                      "of its own from the operator's id_pool): "
                                       "user.max_user_namespaces is 0"]
     assert report.unmet["baseline"] == [] and report.unmet["restricted"] == []
     [c] = report.checks
@@ -139,7 +141,8 @@ def fake_runc(tmp_path, text=DEBIAN_RUNC):
     return str(path)
 
 
-def test_without_a_cve_table_the_status_is_unknown_not_clean(tmp_path):
+def test_without_a_cve_verdict_the_status_is_unknown_not_clean(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "runc_cves", lambda version, package: None)
     c = doctor.check_runc(OperatorConfig(runc=fake_runc(tmp_path)))
     assert "runc 1.1.5+ds1" in c.found and "libseccomp 2.5.4" in c.found
     assert "known-CVE status: unknown" in c.found and not c.warnings and not c.missing
@@ -162,6 +165,23 @@ def test_the_runc_line_takes_its_cve_status_from_runc_cves(tmp_path, monkeypatch
     assert c.warnings == ("upgrade runc: CVE-2099-0001 affect it and sandbox cannot mitigate them",)
     report = assess([c], needs_of("baseline"), "baseline")
     assert report.checks[0].status == WARN and report.exit_code == 0
+
+
+def test_debians_runc_is_judged_against_the_cve_table():
+    """The machine's runc (Debian 1.1.5+ds1-1+deb12u1): the backported fixes count, the four later CVEs do not."""
+    findings = {f["id"]: f for f in doctor.runc_cves("1.1.5+ds1", "1.1.5+ds1-1+deb12u1")}
+    affected = {i for i, f in findings.items() if f["affected"]}
+    assert {"CVE-2024-45310", "CVE-2025-31133", "CVE-2025-52565", "CVE-2025-52881"} <= affected
+    assert not findings["CVE-2024-21626"]["affected"]  # Debian's backport
+    assert not findings["CVE-2019-5736"]["affected"]
+    assert all(findings[i]["mitigation"] for i in affected)
+
+
+def test_a_partly_mitigated_cve_is_said_so_and_asks_for_an_upgrade():
+    text, warnings = doctor.cve_summary([{"id": "CVE-1", "affected": True, "mitigation": "partial: narrows it"},
+                                          {"id": "CVE-2", "affected": True, "mitigation": "closes it"}])
+    assert "CVE-2, mitigated by sandbox" in text and "CVE-1, only partly mitigated" in text
+    assert warnings == ["upgrade runc: sandbox only narrows CVE-1 (docs/security.md)"]
 
 
 def test_cve_summary_of_a_clean_build():

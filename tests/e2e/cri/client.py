@@ -15,6 +15,12 @@ import os
 import sys
 import threading
 
+# The CRI client lives in the pytest process for the whole session, and other tests fork (os.fork,
+# multiprocessing): with gRPC's fork support on, every forked child starts gRPC's threads again, and
+# a child whose main thread ends can linger with them (holding whatever fds it inherited, such as
+# the heavy lock).  No test uses gRPC in a forked child, so it is turned off before gRPC is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = "cri_api.proto"
 _lock = threading.Lock()

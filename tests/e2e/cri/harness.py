@@ -202,7 +202,8 @@ class CriEngine:
 
     def write_config(self, **keys):
         """(Re)write the operator config sandbox-runc reads on every call (root-owned, 0644)."""
-        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline", **keys}
+        values = {"runc": self.runc, "audit_log": self.audit, "default_profile": "baseline",
+                  "runtime_dir": os.environ.get("SANDBOX_RUNTIME_DIR") or os.path.join(self.work, "runtime"), **keys}
         lines = [f"{k}: {v}" if k == "runc" else f"{k}: {json.dumps(v)}" for k, v in values.items()
                  if v is not None]
         with open(self.config, "w") as f:

@@ -262,7 +262,8 @@ def test_container_credentials_match_the_profiles(probe_runs):
     assert restricted["Uid"] == "1000" and int(restricted["CapEff"], 16) == 0
     assert restricted["NoNewPrivs"] == "1" and restricted["Seccomp"] == "2"
     strict = _finished(probe_runs.get("strict")).info["creds"]
-    assert strict["Uid"] == "0" and strict["uid_map"] == "0:100000:65536"
+    inside, outside, size = strict["uid_map"].split(":")
+    assert strict["Uid"] == "0" and inside == "0" and int(outside) >= 65536 and size == "65536"  # a pool range
     assert set(cap_names(int(strict["CapBnd"], 16))) <= {"CAP_NET_BIND_SERVICE"}
     assert strict["NoNewPrivs"] == "1" and strict["Seccomp"] == "2"
 
