@@ -466,62 +466,6 @@ int main(int argc, char **argv) {
 }
 """
 
-# The anchor for the agent: a compiled supervisor that does nothing but answer (SECCOMP_IOCTL_NOTIF_RECV,
-# then SEND with SECCOMP_USER_NOTIF_FLAG_CONTINUE) for a child calling getppid N times, the pattern of the
-# kernel's own benchmark (perf bench sched seccomp-notify, Linux 6.6).  Prints "us_per_op=…".
-ANCHOR_C = r"""
-#define _GNU_SOURCE
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <signal.h>
-#include <time.h>
-#include <unistd.h>
-
-int main(int argc, char **argv) {
-    long n = argc > 1 ? atol(argv[1]) : 100000;
-    int sync = argc > 2 && strcmp(argv[2], "sync") == 0;
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    int fd = syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
-    if (fd < 0) return 2;
-    pid_t pid = fork();
-    if (pid == 0) {
-        for (long i = 0; i < n; i++) syscall(__NR_getppid);
-        _exit(0);
-    }
-    if (sync && ioctl(fd, _IOW('!', 4, __u64), 1UL) != 0) return 3;  /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP */
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    for (long i = 0; i < n; i++) {
-        struct seccomp_notif req;
-        struct seccomp_notif_resp resp = {0};
-        memset(&req, 0, sizeof req);
-        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) return 4;
-        resp.id = req.id;
-        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0) return 5;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    waitpid(pid, NULL, 0);
-    printf("us_per_op=%.3f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n);
-    return 0;
-}
-"""
-
 COLD_LOAD = ('import time;t=time.perf_counter();from sandbox.loader import load_profile;'
              'load_profile("strict");print(time.perf_counter()-t)')
 
@@ -1297,12 +1241,12 @@ class Bench:
                                   os.path.join(self.tmp, "agent-audit.jsonl")], env=self.env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            self._agent_rows(rootfs, sock, agent.pid)
+            self._agent_rows(rootfs, sock, agent.pid, probe)
         finally:
             agent.terminate()
             agent.wait(60)
 
-    def _agent_rows(self, rootfs: str, sock: str, agent_pid: int) -> None:
+    def _agent_rows(self, rootfs: str, sock: str, agent_pid: int, probe: str) -> None:
         from sandbox.unixsock import ping
 
         for _ in range(200):
@@ -1353,8 +1297,8 @@ class Bench:
             "c-getppid": functools.partial(loop, "complain", getppid, "complain.getppid"),
             "e-getppid": functools.partial(loop, "enforce", getppid, "enforce.getppid")}, runs)
         med = {k: median(v) for k, v in self.samples.items() if k.startswith("agent.")}
-        anchor = self._compile("notify-anchor", ANCHOR_C)
-        res = {mode: [float(self.check([anchor, str(n), mode]).split("=")[1]) for _ in range(3)]
+        # the anchor: agent-probe as a compiled supervisor on the host (its `supervise` mode)
+        res = {mode: [float(self.check([probe, "supervise", str(n), mode]).split("=")[1]) for _ in range(3)]
                for mode in ("plain", "sync")}
         one_p50 = med["agent.complain.keyctl.p50"] / 1e3
         v, d = verdict_ratio(median(res["plain"]), one_p50, AGENT_NOTIFY_MAX_ANCHORS)

@@ -10,6 +10,10 @@
  *                                "NAME=R errno=N"
  *   agent-probe loop N NAME      calls NAME (keyctl|getppid|mkdirat) N times; prints per-call ns:
  *                                "calls=N min=... p50=... p99=... mean=..."  (clock_gettime around each call)
+ *   agent-probe supervise N [sync]  the benchmark's anchor, run on the host: a compiled supervisor that only
+ *                                answers (RECV, then SEND CONTINUE) a child's N notified getppid calls, the
+ *                                pattern of `perf bench sched seccomp-notify`; "us_per_op=..." ("sync":
+ *                                with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +51,45 @@ static long long now_ns(void) {
     return t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* Load a filter handing syscall `nr` to a listener of this process's own; the listener's fd or -1. */
+static long own_listener(long nr) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+}
+
+static int supervise(long n, int sync) {
+    long fd = own_listener(SYS_getppid);
+    if (fd < 0 || n < 1) return 2;
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (long i = 0; i < n; i++) syscall(SYS_getppid);
+        _exit(0);
+    }
+    if (sync && ioctl(fd, _IOW('!', 4, __u64), 1UL) != 0) return 3; /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP */
+    long long a = now_ns();
+    for (long i = 0; i < n; i++) {
+        struct seccomp_notif req;
+        struct seccomp_notif_resp resp;
+        memset(&req, 0, sizeof req);
+        memset(&resp, 0, sizeof resp);
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) return 4;
+        resp.id = req.id;
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) != 0) return 5;
+    }
+    long long b = now_ns();
+    waitpid(pid, NULL, 0);
+    printf("us_per_op=%.3f\n", (b - a) / 1e3 / n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) return 2;
@@ -65,15 +110,7 @@ int main(int argc, char **argv) {
         return r ? 1 : 0;
     }
     if (strcmp(what, "listener") == 0) {
-        struct sock_filter f[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_keyctl, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+        long fd = own_listener(SYS_keyctl);
         printf("listener=%ld errno=%d\n", fd, fd < 0 ? errno : 0);
         long r = call("keyctl");
         printf("keyctl=%ld errno=%d\n", r, r < 0 ? errno : 0);
@@ -106,5 +143,7 @@ int main(int argc, char **argv) {
         printf("calls=%ld min=%lld p50=%lld p99=%lld mean=%lld\n", n, t[0], t[n / 2], t[(n * 99) / 100], sum / n);
         return 0;
     }
+    if (strcmp(what, "supervise") == 0 && (argc == 3 || argc == 4))
+        return supervise(atol(argv[2]), argc == 4 && strcmp(argv[3], "sync") == 0);
     return 2;
 }
