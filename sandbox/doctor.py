@@ -932,17 +932,24 @@ def check_engines(procs: dict[str, list[dict[str, Any]]] | None = None) -> list[
         runtimes, default = {"runc": "runc"}, "runc"
     version = versions["containerd"]
     out.append(_engine_check("containerd", ctrd, version, running, conf, doc is not None, err, runtimes, default))
-    # Docker: the running daemon's --config-file, else /etc/docker/daemon.json
-    running = [{**r, "config": _flag(r["cmdline"][1:], "--config-file") or "/etc/docker/daemon.json"}
-               for r in procs.get("docker", [])]
-    argv = running[0]["cmdline"][1:] if running else []
-    conf = running[0]["config"] if running else "/etc/docker/daemon.json"
-    doc, err = _load_json(conf)
-    runtimes, default = docker_runtimes(doc or {}, argv)
-    version = versions["dockerd"]
-    remap = (doc or {}).get("userns-remap") or _flag(argv, "--userns-remap")
-    out.append(_engine_check("docker", dockerd, version, running, conf, doc is not None, err, runtimes, default,
-                             {"userns_remap": remap}))
+    # Docker: each running daemon's --config-file (else /etc/docker/daemon.json) and argv; a node can run
+    # several dockerds (rootless, a second data root), each with its own runtimes
+    running = []
+    for r in procs.get("docker", []) or [{"pid": None, "cmdline": ["dockerd"]}]:
+        argv = r["cmdline"][1:]
+        conf = _flag(argv, "--config-file") or "/etc/docker/daemon.json"
+        doc, err = _load_json(conf)
+        runtimes, default = docker_runtimes(doc or {}, argv)
+        remap = (doc or {}).get("userns-remap") or _flag(argv, "--userns-remap")
+        running.append({**r, "config": conf, "config_exists": doc is not None, "error": err,
+                        "runtimes": runtimes, "default_runtime": default, "userns_remap": remap})
+    first = running[0]
+    union = {k: v for d in reversed(running) for k, v in d["runtimes"].items()}
+    problems = "; ".join(d["error"] for d in running if d["error"]) or None
+    live = [d for d in running if d["pid"] is not None]
+    out.append(_engine_check("docker", dockerd, versions["dockerd"], live, first["config"],
+                             first["config_exists"], problems, union, first["default_runtime"],
+                             {"userns_remap": first["userns_remap"]}))
     return out
 
 

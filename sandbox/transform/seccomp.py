@@ -77,10 +77,29 @@ def _conditional_caps(base: dict[str, Any], name: str) -> list[str]:
     return out
 
 
+# profile_filter's answers for the profiles the daemon serves: a profile is immutable once loaded, and
+# every create re-derives the same table from it (a measured third of the seccomp step; scripts/bench.py
+# transform). The entry holds the policy itself, so its id cannot be reused while the entry lives.
+_PROFILE_FILTERS: dict[tuple[int, frozenset[str], str], tuple[Any, tuple[Rule, Table] | None]] = {}
+
+
 def profile_filter(ctx: Context, caps: set[str]) -> tuple[Rule, Table] | None:
-    """(default rule, per-syscall rules) of the profile, or None for no filter at all."""
+    """(default rule, per-syscall rules) of the profile, or None for no filter at all. Callers must not
+    modify the answer (it is shared between calls)."""
     pol = ctx.profile.seccomp
     arch = tables.ARCHITECTURES.get(ctx.host.arch, ("amd64", "", ()))[0]
+    key = (id(pol), frozenset(caps), arch)
+    hit = _PROFILE_FILTERS.get(key)
+    if hit is not None and hit[0] is pol:
+        return hit[1]
+    out = _profile_filter(pol, caps, arch)
+    if len(_PROFILE_FILTERS) >= 64:
+        _PROFILE_FILTERS.clear()
+    _PROFILE_FILTERS[key] = (pol, out)
+    return out
+
+
+def _profile_filter(pol: Any, caps: set[str], arch: str) -> tuple[Rule, Table] | None:
     table: Table = {}
     if pol.base_profile is None:
         default: Rule = ("SCMP_ACT_ALLOW", None, ())

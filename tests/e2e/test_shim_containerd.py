@@ -317,7 +317,7 @@ def test_ctr_run_under_strict_on_an_overlay_rootfs(ctrd):
             with open(f"/proc/{pid}/status") as f:  # the container's root is this unprivileged host uid
                 assert next(line.split()[1] for line in f if line.startswith("Uid:")) == str(start)
             rootfs = [r["decision"] for r in ctrd.records(cid) if r["event"] == "decision"
-                      and r["decision"]["pointer"] == "/root/path"][0]
+                      and r["decision"]["pointer"] == "/root/path" and r["decision"]["action"] == "set"][0]
             assert rootfs["after"] == "/run/sandbox-rootfs" and "idmapped views of the engine's layers" in \
                 rootfs["reason"]
             starts.append(start)

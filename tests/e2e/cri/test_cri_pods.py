@@ -112,7 +112,7 @@ def test_refusal_surfaces_as_a_cri_error_with_sandboxs_reason(cri):
             pod.container("app", ["sleep", "600"],
                           mounts=[{"container_path": "/host-etc", "host_path": "/etc", "readonly": True}])
         text = error_text(e.value)
-        assert "refused by sandbox profile baseline" in text and "bind mount of /etc" in text, text
+        assert "refused by sandbox profile baseline" in text and "bind mount source /etc" in text, text
         cid = pod.containers[-1] if pod.containers else None
         refused = [r for r in cri.records() if r["event"] == "refused" and "/etc" in r["data"]["reason"]]
         assert refused and (cid is None or refused[-1]["container_id"] == cid)
