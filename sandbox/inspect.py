@@ -42,6 +42,8 @@ V1_UNLIMITED_MIN = (2**63 - 1) // 65536 * 65536
 
 _NS_LINK = re.compile(r"^[a-z_]+:\[(\d+)\]$")
 _ESCAPE = re.compile(r"\\([0-7]{3})")
+# the name runc 1.1's init gives itself (prctl PR_SET_NAME) while it waits on the exec fifo for `start`
+RUNC_INIT_NAME = "runc:[2:INIT]"
 
 
 def cap_names(mask: int) -> tuple[str, ...]:
@@ -249,6 +251,7 @@ def read_process(pid: int, *, proc: str = "/proc") -> ProcState:
         cgroups=cgroups,
         uids=ids("Uid"),
         gids=ids("Gid"),
+        before_exec=status.get("Name", "") == RUNC_INIT_NAME,
     )
     if not os.path.isdir(base):  # it went away while we read: what we have may be half of it
         raise InspectError(f"process {pid} exited while being inspected")

@@ -78,6 +78,9 @@ class ProcState:
     cgroups: tuple[CgroupEntry, ...] = ()
     uids: tuple[int, ...] = ()  # real, effective, saved, filesystem
     gids: tuple[int, ...] = ()
+    # runc's init, waiting for `start` (a created container): the workload's execve(2) has not happened,
+    # so the capability sets are still exactly the configured ones
+    before_exec: bool = False
 
     def capability_set(self, oci_name: str) -> tuple[str, ...]:
         """The set named as config.json names it: bounding, effective, permitted, inheritable, ambient."""
@@ -329,7 +332,8 @@ def _capability_checks(exp: Expected, state: ProcState, cap_last_cap: int | None
     # capabilities in the effective and permitted sets; file capabilities of the executable may
     # add some of the bounding set, unless no_new_privs makes the kernel ignore them.
     file_caps: set[str] = set()
-    if exp.uid != 0:
+    execve = exp.uid != 0 and not state.before_exec
+    if execve:
         configured = {n: set(want_sets[n]) for n in ("effective", "permitted")}
         for n in ("effective", "permitted"):
             want_sets[n] = set(want_sets["ambient"])
@@ -338,7 +342,7 @@ def _capability_checks(exp: Expected, state: ProcState, cap_last_cap: int | None
     for name in CAPABILITY_SETS:
         want, have = want_sets[name], set(state.capability_set(name))
         notes = []
-        if exp.uid != 0 and name in ("effective", "permitted") and configured[name] != want:
+        if execve and name in ("effective", "permitted") and configured[name] != want:
             notes.append(f"uid {exp.uid} keeps only its ambient capabilities across execve")
         optional = file_caps if name in ("effective", "permitted") else set()
         if have - want and have - want <= optional:

@@ -147,6 +147,16 @@ def test_refused_bundles_never_start_and_exit_125(e2e, demo_rootfs, audit, tmp_p
     assert not any(r["event"] == "started" for r in records)
 
 
+def test_verify_before_start_expects_a_non_root_users_configured_capabilities(e2e, demo_rootfs, audit, runc_root):
+    """`run --verify` reads runc's init before the workload's execve: uid 1000 under restricted still holds
+    CAP_NET_BIND_SERVICE there (and loses it at the execve, which the workload's own status shows)."""
+    res = sandbox("run", "--profile", "restricted", "--rootfs", demo_rootfs, "--root", runc_root, "--user", "1000",
+                  "--verify=enforce", "-v", "--", "grep", "CapEff", "/proc/self/status", audit=audit)
+    assert res.returncode == 0, res.stderr
+    assert "PASS capabilities.effective: 1 as configured: CAP_NET_BIND_SERVICE" in res.stderr, res.stderr
+    assert "CapEff:\t0000000000000000" in res.stdout, res.stdout
+
+
 def test_verify_passes_under_profile_and_fails_for_plain_runc(e2e, demo_rootfs, audit, runc_root, tmp_path):
     # a compliant container, started by sandbox, verified while it runs
     res = sandbox("run", "--profile", "strict", "--rootfs", demo_rootfs, "--root", runc_root, "--verify=enforce", "-v",

@@ -357,3 +357,18 @@ def test_a_rootfs_view_sandbox_mounted_is_not_held_against_its_container(tmp_pat
     assert {d.pointer for d in reapply(op, strict, bare, str(tmp_path)).refusals} == {"/root/path"}
     host = {**config, "mounts": [{"destination": "/h", "type": "bind", "source": "/etc", "options": ["rbind"]}]}
     assert reapply(op, strict, host, str(tmp_path)).refused
+
+
+def test_before_the_workloads_execve_the_configured_sets_are_expected():
+    """`sandbox run --verify` checks a created container, whose init is runc's (not exec'd yet): there a
+    non-root user still holds every configured capability, and the execve model would fail it."""
+    config = json.loads(json.dumps(CONFIG))
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    created = replace(STATE, before_exec=True)  # runc init: effective and permitted as configured
+    assert STATE.cap_eff, "the fixture's process holds capabilities"
+    checks = {c.control: c for c in compare(expected_from_config(config), created, LIMITS, HOST)}
+    assert checks["capabilities.effective"].status == "PASS", checks["capabilities.effective"]
+    assert "across execve" not in checks["capabilities.effective"].detail
+    exec_d = {c.control: c for c in compare(expected_from_config(config), STATE, LIMITS, HOST)}
+    assert exec_d["capabilities.effective"].status == "FAIL"  # the same sets after execve are too many
+
