@@ -287,8 +287,14 @@ def write_config_atomic(bundle_dir: str, config: dict[str, Any], *, durable: boo
     _atomic_write(bundle_dir, path, data, keep, durable)
 
 
-def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result | None, durable: bool) -> None:
+def write_file_atomic(path: str, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace `path` with `data` atomically and durably (a reader sees the old or the new file, never half)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    _atomic_write(directory, path, data, None, True, mode)
 
+
+def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result | None, durable: bool,
+                  mode: int = 0o600) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     tmp = ""
     fd = -1
@@ -312,6 +318,8 @@ def _atomic_write(directory: str, path: str, data: bytes, keep: os.stat_result |
                 if (keep.st_uid, keep.st_gid) != (os.geteuid(), os.getegid()):
                     os.fchown(fd, keep.st_uid, keep.st_gid)
                 os.fchmod(fd, stat.S_IMODE(keep.st_mode))  # after chown, which clears set-id bits
+            elif mode != 0o600:
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)

@@ -19,6 +19,7 @@ import os
 import subprocess
 
 from ._record import field, record, replace
+from .engines import last_flag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -751,18 +752,6 @@ def engine_processes() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _flag(argv: list[str], *names: str) -> str | None:
-    """The value of the last --flag VALUE / --flag=VALUE in argv (the daemons' parsers let the last win)."""
-    val = None
-    for i, a in enumerate(argv):
-        for n in names:
-            if a == n and i + 1 < len(argv):
-                val = argv[i + 1]
-            elif a.startswith(n + "="):
-                val = a[len(n) + 1:]
-    return val
-
-
 def containerd_runtimes(doc: dict[str, Any]) -> tuple[dict[str, str | None], str | None]:
     """containerd config (version 2, CRI plugin) -> (runtime name -> binary, default runtime name)."""
     cri = ((doc.get("plugins") or {}).get("io.containerd.grpc.v1.cri") or {}).get("containerd") or {}
@@ -786,7 +775,7 @@ def docker_runtimes(doc: dict[str, Any], argv: Sequence[str] = ()) -> tuple[dict
         if spec and "=" in spec:
             k, v = spec.split("=", 1)
             runtimes[k] = v
-    default = _flag(argv, "--default-runtime") or doc.get("default-runtime") or "runc"
+    default = last_flag(argv, "--default-runtime") or doc.get("default-runtime") or "runc"
     return runtimes, default
 
 
@@ -917,7 +906,7 @@ def check_engines(procs: dict[str, list[dict[str, Any]]] | None = None) -> list[
                              ", ".join(present) or files[0], bool(present), "; ".join(errors) or None,
                              runtimes, default))
     # containerd: the running daemon's -c/--config, else the default path
-    running = [{**r, "config": _flag(r["cmdline"][1:], "-c", "--config") or "/etc/containerd/config.toml"}
+    running = [{**r, "config": last_flag(r["cmdline"][1:], "-c", "--config") or "/etc/containerd/config.toml"}
                for r in procs.get("containerd", [])]
     conf = running[0]["config"] if running else "/etc/containerd/config.toml"
     doc, err = _load_toml(conf)
@@ -931,10 +920,10 @@ def check_engines(procs: dict[str, list[dict[str, Any]]] | None = None) -> list[
     running = []
     for r in procs.get("docker", []) or [{"pid": None, "cmdline": ["dockerd"]}]:
         argv = r["cmdline"][1:]
-        conf = _flag(argv, "--config-file") or "/etc/docker/daemon.json"
+        conf = last_flag(argv, "--config-file") or "/etc/docker/daemon.json"
         doc, err = _load_json(conf)
         runtimes, default = docker_runtimes(doc or {}, argv)
-        remap = (doc or {}).get("userns-remap") or _flag(argv, "--userns-remap")
+        remap = (doc or {}).get("userns-remap") or last_flag(argv, "--userns-remap")
         running.append({**r, "config": conf, "config_exists": doc is not None, "error": err,
                         "runtimes": runtimes, "default_runtime": default, "userns_remap": remap})
     first = running[0]

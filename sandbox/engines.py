@@ -40,8 +40,8 @@ class EngineDir:
     why: str  # where it was found: "pid 123 --data-root", "/etc/docker/daemon.json", ...
 
 
-def _flag(argv: list[str], *names: str) -> str | None:
-    """The last value of a `--name value` / `--name=value` flag (Go's flag packages: last wins)."""
+def last_flag(argv: list[str], *names: str) -> str | None:
+    """The last value of a `--name value` / `--name=value` flag (Go's flag packages, and conmon's: last wins)."""
     out = None
     for i, a in enumerate(argv):
         for n in names:
@@ -74,19 +74,19 @@ def _json(path: str) -> dict[str, Any]:
 
 
 def containerd_dirs(argv: list[str], why: str) -> Iterator[EngineDir]:
-    conf = _flag(argv, "--config", "-c") or "/etc/containerd/config.toml"
+    conf = last_flag(argv, "--config", "-c") or "/etc/containerd/config.toml"
     data = _toml(conf)
-    root = _flag(argv, "--root") or data.get("root") or "/var/lib/containerd"
-    state = _flag(argv, "--state") or data.get("state") or "/run/containerd"
+    root = last_flag(argv, "--root") or data.get("root") or "/var/lib/containerd"
+    state = last_flag(argv, "--state") or data.get("state") or "/run/containerd"
     where = f"{why} ({conf})" if data and why != conf else why
     for base in (str(state), str(root)):
         yield EngineDir("containerd", os.path.join(base, _CRI, "sandboxes"), where)
 
 
 def dockerd_dirs(argv: list[str], why: str) -> Iterator[EngineDir]:
-    conf = _flag(argv, "--config-file") or "/etc/docker/daemon.json"
+    conf = last_flag(argv, "--config-file") or "/etc/docker/daemon.json"
     data = _json(conf)
-    root = _flag(argv, "--data-root", "-g", "--graph") or data.get("data-root") or data.get("graph") or \
+    root = last_flag(argv, "--data-root", "-g", "--graph") or data.get("data-root") or data.get("graph") or \
         "/var/lib/docker"
     roots = [str(root)]
     # --userns-remap: everything per container lives under <data-root>/<uid>.<gid>/
@@ -102,14 +102,14 @@ def dockerd_dirs(argv: list[str], why: str) -> Iterator[EngineDir]:
 
 def storage_dirs(engine: str, argv: list[str], why: str, conf_flag: str | None = None) -> Iterator[EngineDir]:
     """containers-storage (CRI-O, podman): graphroot and runroot."""
-    conf = (_flag(argv, conf_flag) if conf_flag else None) or "/etc/containers/storage.conf"
+    conf = (last_flag(argv, conf_flag) if conf_flag else None) or "/etc/containers/storage.conf"
     storage = _toml(conf).get("storage") or {}
     if engine == "crio":
-        crio = _toml(_flag(argv, "--config") or "/etc/crio/crio.conf").get("crio") or {}
+        crio = _toml(last_flag(argv, "--config") or "/etc/crio/crio.conf").get("crio") or {}
         storage = {**storage, **{k: v for k, v in (("graphroot", crio.get("root")),
                                                     ("runroot", crio.get("runroot"))) if v}}
-    root = _flag(argv, "--root") or storage.get("graphroot") or "/var/lib/containers/storage"
-    runroot = _flag(argv, "--runroot") or storage.get("runroot") or "/run/containers/storage"
+    root = last_flag(argv, "--root") or storage.get("graphroot") or "/var/lib/containers/storage"
+    runroot = last_flag(argv, "--runroot") or storage.get("runroot") or "/run/containers/storage"
     for d in (str(root), str(runroot)):
         yield EngineDir(engine, d, why)
 
@@ -147,7 +147,7 @@ def discover() -> list[EngineDir]:
         elif comm == "crio":
             out += storage_dirs("crio", argv, why, "--storage-opt-file")
         elif comm == "kubelet":
-            out.append(EngineDir("kubelet", os.path.join(_flag(argv, "--root-dir") or "/var/lib/kubelet", "pods"),
+            out.append(EngineDir("kubelet", os.path.join(last_flag(argv, "--root-dir") or "/var/lib/kubelet", "pods"),
                                  why))
         elif comm == "conmon":
             podman = _conmon_argv(argv)

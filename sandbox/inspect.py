@@ -26,7 +26,8 @@ from .tables import CAPABILITIES
 from .verify import NAMESPACE_PROC_NAMES, CgroupEntry, CgroupLimits, MountEntry, ProcState
 
 __all__ = [
-    "CgroupEntry", "CgroupLimits", "MountEntry", "ProcState", "V1_UNLIMITED_MIN", "absent_paths", "cap_names",
+    "CgroupEntry", "CgroupLimits", "MountEntry", "ProcState", "ProcessTable", "V1_UNLIMITED_MIN", "absent_abis",
+    "absent_paths", "cap_names", "process_start",
     "host_namespaces", "namespace_inode", "parse_cgroup_file", "parse_id_map", "parse_mountinfo", "parse_status",
     "read_cap_last_cap", "read_cgroup_limits", "read_namespaces", "read_process",
 ]
@@ -292,6 +293,144 @@ def read_cap_last_cap(*, proc: str = "/proc") -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The kernel's syscall ABIs and the processes of a container
+# ---------------------------------------------------------------------------------------------------------
+
+def _kernel_config(proc: str) -> dict[str, str] | None:
+    """The running kernel's build configuration (/proc/config.gz, else /boot/config-RELEASE), or None."""
+    import gzip
+
+    text = None
+    try:
+        with gzip.open(os.path.join(proc, "config.gz"), "rt", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (OSError, EOFError):
+        try:
+            with open(f"/boot/config-{os.uname().release}", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return None
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CONFIG_"):
+            out[key] = value
+    return out
+
+
+def absent_abis(machine: str | None = None, *, proc: str = "/proc") -> tuple[str, ...]:
+    """The compat syscall ABIs this kernel does not run, so that no filter needs proving for them.
+
+    From the kernel's build configuration and command line; when they cannot be read, every
+    ABI is assumed to run (nothing is left out).
+    """
+    machine = machine or os.uname().machine
+    config = _kernel_config(proc)
+    if config is None:
+        return ()
+    try:
+        with open(os.path.join(proc, "cmdline"), encoding="utf-8", errors="replace") as f:
+            cmdline = f.read().split()
+    except OSError:
+        cmdline = []
+    out = []
+    if machine == "x86_64":
+        if config.get("CONFIG_X86_X32_ABI") != "y":
+            out.append("x32")
+        ia32 = config.get("CONFIG_IA32_EMULATION") == "y"
+        if ia32:
+            default_on = config.get("CONFIG_IA32_EMULATION_DEFAULT_DISABLED") != "y"
+            arg = next((a.split("=", 1)[1] for a in reversed(cmdline) if a.startswith("ia32_emulation=")), None)
+            ia32 = default_on if arg is None else arg.lower() in ("1", "y", "yes", "on", "true")
+        if not ia32:
+            out.append("i386")
+    elif machine == "aarch64" and config.get("CONFIG_COMPAT") != "y":
+        out.append("arm")
+    return tuple(out)
+
+
+def _stat_fields(pid: int, proc: str) -> tuple[str, list[str]] | None:
+    """(comm, the fields after it) of /proc/PID/stat, or None when it is gone."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat"), encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    head, _, tail = text.rpartition(")")
+    return head.partition("(")[2], tail.split()
+
+
+def process_start(pid: int, *, proc: str = "/proc") -> int | None:
+    """The start time of process `pid` in clock ticks after boot (what runc records as init_process_start)."""
+    fields = _stat_fields(pid, proc)
+    if fields is None or len(fields[1]) < 20 or fields[1][0] in ("Z", "X"):
+        return None
+    try:
+        return int(fields[1][19])
+    except ValueError:
+        return None
+
+
+class ProcessTable:
+    """Every process on the host with its pid namespace, read once (for the processes of many containers)."""
+
+    def __init__(self, *, proc: str = "/proc") -> None:
+        self.proc = proc
+        self.pidns: dict[int, int] = {}
+        self.comm: dict[int, str] = {}
+        for name in os.listdir(proc):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                link = os.readlink(os.path.join(proc, name, "ns", "pid"))
+            except OSError:
+                continue  # gone, or a kernel thread
+            m = _NS_LINK.match(link)
+            if m:
+                self.pidns[pid] = int(m.group(1))
+        self.host_pidns = read_namespaces("self", proc=proc).get("pid")
+        self.by_ns: dict[int, list[int]] = {}
+        for pid, ns in self.pidns.items():
+            self.by_ns.setdefault(ns, []).append(pid)
+
+    def members(self, init_pid: int, *, shared_pidns: bool = False) -> list[int]:
+        """The processes of the container whose init is `init_pid` (init first).
+
+        Those in init's pid namespace when it has one of its own; else (the host's, or one that
+        other containers share, as a pod's containers may) those in exactly init's cgroups.
+        """
+        ns = self.pidns.get(init_pid)
+        if ns is not None and ns != self.host_pidns and not shared_pidns:
+            pids = sorted(self.by_ns.get(ns, []))
+        else:
+            mine = self._cgroup(init_pid)
+            pids = sorted(p for p in self.pidns if mine is not None and self._cgroup(p) == mine)
+        return [init_pid] + [p for p in pids if p != init_pid]
+
+    def _cgroup(self, pid: int) -> str | None:
+        try:
+            with open(os.path.join(self.proc, str(pid), "cgroup"), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def parent(self, pid: int) -> int:
+        """The parent pid (0 when unknown or gone)."""
+        fields = _stat_fields(pid, self.proc)
+        try:
+            return int(fields[1][1]) if fields and len(fields[1]) > 1 else 0
+        except ValueError:
+            return 0
+
+    def name(self, pid: int) -> str:
+        if pid not in self.comm:
+            fields = _stat_fields(pid, self.proc)
+            self.comm[pid] = fields[0] if fields else ""
+        return self.comm[pid]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # cgroup limits
 # ---------------------------------------------------------------------------------------------------------
 
@@ -317,7 +456,8 @@ def _join(base: str, path: str) -> str:
     return os.path.join(base, path.lstrip("/")) if path.strip("/") else base
 
 
-def _self_cgroup_mounts(proc: str) -> tuple[MountEntry, ...]:
+def self_cgroup_mounts(proc: str = "/proc") -> tuple[MountEntry, ...]:
+    """The cgroup mounts this process sees (read once by a caller that reads many containers' limits)."""
     try:
         with open(os.path.join(proc, "self", "mountinfo"), encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
@@ -408,7 +548,8 @@ def _number(path: str, text: str) -> int:
         raise InspectError(f"{path}: not a number: {text!r}") from None
 
 
-def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> CgroupLimits:
+def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup",
+                       self_mounts: tuple[MountEntry, ...] | None = None) -> CgroupLimits:
     """Memory, pids and CPU limits of the cgroups process `pid` is in (None = unlimited).
 
     A controller whose files cannot be found is listed in `unavailable` with the reason,
@@ -420,7 +561,7 @@ def read_cgroup_limits(pid: int, *, proc: str = "/proc", cgroup_root: str = "/sy
         entries = parse_cgroup_file(_read(pid, os.path.join(base, "cgroup")))
     except ValueError as e:
         raise InspectError(f"process {pid}: {e}") from None
-    mounts = _self_cgroup_mounts(proc)
+    mounts = self_mounts if self_mounts is not None else self_cgroup_mounts(proc)
     values: dict[str, int | None] = {}
     versions: dict[str, str] = {}
     paths: dict[str, str] = {}

@@ -160,6 +160,13 @@ def evaluate_section(section: Mapping[str, object] | None, syscall: str,
     return evaluate(default, table, syscall, args)
 
 
+def section_table(section: Mapping[str, object]) -> tuple[Rule, dict[str, list[Rule]]]:
+    """(default rule, per-syscall rules) of an OCI `linux.seccomp` section, to evaluate many calls with `evaluate`."""
+    from .transform.seccomp import bundle_filter
+
+    return bundle_filter(dict(section))
+
+
 def conflicts(default: Rule, rules: Iterable[Rule]) -> list[tuple[Rule, Rule]]:
     """Pairs of installed rules of one syscall that some call matches with different actions.
 

@@ -98,14 +98,35 @@ def release_ids(op: Any, allocation: dict[str, Any]) -> None:
     release(op, runc_root=allocation["runc_root"], container_id=allocation["container_id"], pod=allocation["pod"])
 
 
+def reapply(op: Any, profile: Profile, config: dict[str, Any], bundle_dir: str | None) -> Outcome:
+    """What `profile` demands of a running container whose config.json is `config`: the profile applied
+    to it again as at its create (relative paths against `bundle_dir`, the engines' directories allowed).
+
+    A config.json sandbox-runc hardened while adding a user namespace names as `root.path` the rootfs
+    view it mounted in runc's own mount namespace (`ROOTFS_TARGET`); a create refuses that path, and the
+    host cannot resolve it, but the engine's rootfs behind it passed the gate when the container was
+    created and no kernel control depends on the path, so those refusals do not count here.
+    """
+    from .decisions import ROOTFS_TARGET, Outcome
+
+    outcome = harden_with_engine_dirs(op, profile, config, bundle_dir)
+    root, annotations = config.get("root"), config.get("annotations")
+    if (isinstance(root, dict) and root.get("path") == ROOTFS_TARGET and isinstance(annotations, dict)
+            and any(isinstance(k, str) and k.endswith(".applied") for k in annotations)):
+        kept = [d for d in outcome.decisions if not (d.action == "refuse" and d.pointer == "/root/path")]
+        outcome = Outcome(outcome.config, kept, outcome.prep)
+    return outcome
+
+
 def apply_profile_to_config(profile_ref: str, config: dict[str, Any], bundle_dir: str | None = None) -> dict[str, Any]:
-    """What `profile_ref` makes of `config` (relative paths in it are relative to `bundle_dir`); a refusal
-    raises PolicyRefusal (for `sandbox verify --profile`)."""
+    """What `profile_ref` demands of a running container whose config.json is `config` (`reapply`); a
+    refusal raises PolicyRefusal (for `sandbox verify --profile`)."""
     from . import formats
     from .errors import PolicyRefusal
+    from .opconfig import load_operator_config
 
     profile = resolve_profile(profile_ref)
-    outcome = harden(profile, config, bundle_dir)
+    outcome = reapply(load_operator_config(), profile, config, bundle_dir)
     if outcome.refused:
         raise PolicyRefusal(formats.refusal_message(profile, outcome), profile=profile.name)
     return outcome.config

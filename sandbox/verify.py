@@ -14,8 +14,9 @@ pure module need not import the edge; `sandbox.inspect` re-exports them.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .tables import CAPABILITIES, CAPABILITY_NUMBERS, CAPABILITY_SETS
@@ -85,7 +86,14 @@ class ProcState:
 
     def mount_at(self, path: str) -> MountEntry | None:
         """The mount visible at `path` (the top of the stack when several are mounted there), or None."""
-        return top_mount(self.mounts, path)
+        return top_mount(self._mounts_by_point.get(_norm(path), ()), path)
+
+    @cached_property
+    def _mounts_by_point(self) -> dict[str, list[MountEntry]]:
+        by: dict[str, list[MountEntry]] = {}
+        for m in self.mounts:
+            by.setdefault(_norm(m.mount_point), []).append(m)
+        return by
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,45 @@ def top_mount(mounts: Collection[MountEntry], path: str) -> MountEntry | None:
     return (tops or here)[-1]
 
 
+@dataclass(frozen=True)
+class SeccompFilters:
+    """A task's installed seccomp programs as the kernel returned them (PTRACE_SECCOMP_GET_FILTER)."""
+
+    programs: tuple[bytes, ...] | None  # raw sock_filter arrays, oldest first; None: not read (see error)
+    error: str = ""
+    machine: str = "x86_64"  # uname -m: which ABIs a task can use
+    absent_abis: tuple[str, ...] = ()  # compat ABIs this kernel does not run (x32 without CONFIG_X86_X32_ABI)
+
+
+@dataclass(frozen=True)
+class OtherProcess:
+    """A process in the container other than its init (one run by `runc exec`, or a child)."""
+
+    state: ProcState
+    comm: str = ""
+    seccomp: SeccompFilters | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the kernel told us about one container, for the controls to judge.
+
+    A new control reads what it needs from here (`facts` holds kernel facts by name for
+    controls added later, so that adding one does not change this signature).
+    """
+
+    expected: Expected
+    state: ProcState
+    limits: CgroupLimits
+    host_namespaces: Mapping[str, int]
+    absent_paths: frozenset[str] = frozenset()
+    namespace_paths: Mapping[str, int] = field(default_factory=dict)
+    cap_last_cap: int | None = None
+    seccomp: SeccompFilters | None = None  # None: not read; the count in /proc/PID/status is all there is
+    processes: tuple[OtherProcess, ...] | None = None  # None: not looked at (only init is checked)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # What the config asks for
 # ---------------------------------------------------------------------------------------------------------
@@ -133,6 +180,9 @@ class Expected:
     pids_limit: int | None = None
     cpu_quota: int | None = None
     cpu_period: int | None = None
+    seccomp_section: Mapping[str, Any] | None = None  # linux.seccomp as the config states it
+    uid: int = 0  # process.user.uid: the user the container's process runs as, in its user namespace
+    annotations: Mapping[str, Any] = field(default_factory=dict)  # the config's annotations (e.g. `.applied`)
 
     @property
     def new_user_namespace(self) -> bool:
@@ -199,6 +249,9 @@ def expected_from_config(config: dict[str, Any]) -> Expected:
         unknown_capabilities=tuple(sorted(unknown)),
         no_new_privileges=process.get("noNewPrivileges") is True,
         seccomp=isinstance(linux.get("seccomp"), dict),
+        seccomp_section=linux["seccomp"] if isinstance(linux.get("seccomp"), dict) else None,
+        uid=_int(_d(process.get("user")).get("uid")) or 0,
+        annotations=_d(config.get("annotations")),
         uid_mappings=_mappings(linux.get("uidMappings")),
         gid_mappings=_mappings(linux.get("gidMappings")),
         namespaces=namespaces,
@@ -268,9 +321,25 @@ def _capability_checks(exp: Expected, state: ProcState, cap_last_cap: int | None
     # runc raises the others without complaint and they do not stick.
     unraisable = want_sets["ambient"] - (want_sets["permitted"] & want_sets["inheritable"])
     want_sets["ambient"] -= unraisable
+    # execve(2) by a user other than root (in its user namespace) keeps only the ambient
+    # capabilities in the effective and permitted sets; file capabilities of the executable may
+    # add some of the bounding set, unless no_new_privs makes the kernel ignore them.
+    file_caps: set[str] = set()
+    if exp.uid != 0:
+        configured = {n: set(want_sets[n]) for n in ("effective", "permitted")}
+        for n in ("effective", "permitted"):
+            want_sets[n] = set(want_sets["ambient"])
+        if not exp.no_new_privileges:
+            file_caps = want_sets["bounding"] - want_sets["ambient"]
     for name in CAPABILITY_SETS:
         want, have = want_sets[name], set(state.capability_set(name))
         notes = []
+        if exp.uid != 0 and name in ("effective", "permitted") and configured[name] != want:
+            notes.append(f"uid {exp.uid} keeps only its ambient capabilities across execve")
+        optional = file_caps if name in ("effective", "permitted") else set()
+        if have - want and have - want <= optional:
+            notes.append(f"from the executable's file capabilities: {_names(have - want)}")
+            want = want | (have & optional)
         if name == "ambient" and unraisable:
             notes.append(f"requested but not raisable without permitted+inheritable: {_names(unraisable)}")
         if beyond:
@@ -303,10 +372,9 @@ def _nnp_check(exp: Expected, state: ProcState) -> Check:
                   "NoNewPrivs is set" if ok else "NoNewPrivs is 0: setuid binaries and file capabilities work")
 
 
-def _seccomp_check(exp: Expected, state: ProcState) -> Check:
+def _seccomp_count_check(exp: Expected, state: ProcState) -> Check:
+    """Only whether a filter is installed (when its content was not read)."""
     actual = f"mode {state.seccomp_mode}, {state.seccomp_filters} filters"
-    if not exp.seccomp:
-        return _check("seccomp", None, "no filter", actual, "the config sets no seccomp filter")
     if state.seccomp_mode is None:
         return _check("seccomp", False, "mode 2, >= 1 filter", actual, "the kernel reports no seccomp support")
     if state.seccomp_mode != 2:
@@ -314,10 +382,69 @@ def _seccomp_check(exp: Expected, state: ProcState) -> Check:
                       f"Seccomp is {state.seccomp_mode}: no filter is installed")
     if state.seccomp_filters is None:
         return _check("seccomp", True, "mode 2, >= 1 filter", actual,
-                      "a filter is installed (the kernel does not count filters, < 5.9)")
+                      "a filter is installed (the kernel does not count filters, < 5.9; content not read)")
     ok = state.seccomp_filters >= 1
     return _check("seccomp", ok, "mode 2, >= 1 filter", actual,
-                  f"{state.seccomp_filters} filter(s) installed" if ok else "mode 2 but no filters counted")
+                  f"{state.seccomp_filters} filter(s) installed (content not read)" if ok
+                  else "mode 2 but no filters counted")
+
+
+def _section_text(section: Mapping[str, Any] | None) -> str:
+    if not section:
+        return "no filter"
+    rules = sum(1 for e in section.get("syscalls") or [] if isinstance(e, dict))
+    return f"defaultAction {section.get('defaultAction', 'SCMP_ACT_ALLOW')}, {rules} rules"
+
+
+_LISTED = 8
+
+
+def _listing(items: list[str]) -> str:
+    shown = "; ".join(items[:_LISTED])
+    return shown + (f"; and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def seccomp_content(section: Mapping[str, Any] | None, filters: SeccompFilters, control: str = "seccomp",
+                    who: str = "") -> Check:
+    """What the installed filters allow, proved against what the config's `linux.seccomp` demands."""
+    from . import seccomp_proof
+
+    want = _section_text(section)
+    if filters.programs is None:
+        return _check(control, False, want, "unreadable", f"{who}cannot read the installed filters: {filters.error}")
+    if not filters.programs:
+        return _check(control, False, want, "no filter", f"{who}no seccomp filter is installed: every syscall runs")
+    proof = seccomp_proof.prove_raw(filters.programs, section, filters.machine, filters.absent_abis)
+    actual = f"{proof.filters} filter(s), {'+'.join(map(str, proof.instructions))} instructions"
+    if proof.unsupported:
+        return _check(control, False, want, actual, f"{who}cannot be evaluated exactly: {proof.unsupported}")
+    where = ", ".join(proof.abis) + (f"; {', '.join(proof.absent_abis)} not run by this kernel"
+                                     if proof.absent_abis else "")
+    if proof.weaker:
+        allowed = [d.describe() for d in proof.weaker if d.allowed]
+        milder = [d.describe() for d in proof.weaker if not d.allowed]
+        parts = []
+        if allowed:
+            parts.append(f"allowed beyond the profile: {_listing(allowed)}")
+        if milder:
+            parts.append(f"denied more mildly than the profile: {_listing(milder)}")
+        return _check(control, False, want, actual, who + " | ".join(parts))
+    extra = f"; {proof.stricter} stricter (e.g. runc's ENOSYS stub, a stacked filter)" if proof.stricter else ""
+    if proof.errno_only:
+        extra += f"; {proof.errno_only} with another errno"
+    return _check(control, True, want, actual,
+                  f"{who}no call is allowed beyond the profile ({proof.cases} syscall and argument classes on "
+                  f"{where}){extra}")
+
+
+def _seccomp_checks(ev: Evidence) -> list[Check]:
+    exp, state = ev.expected, ev.state
+    if not exp.seccomp:
+        actual = f"mode {state.seccomp_mode}, {state.seccomp_filters} filters"
+        return [_check("seccomp", None, "no filter", actual, "the config sets no seccomp filter")]
+    if ev.seccomp is None:
+        return [_seccomp_count_check(exp, state)]
+    return [seccomp_content(exp.seccomp_section, ev.seccomp)]
 
 
 def _idmap_checks(exp: Expected, state: ProcState) -> list[Check]:
@@ -473,9 +600,96 @@ def _cpu_check(exp: Expected, limits: CgroupLimits) -> Check:
     return _check(control, ok, want, shown, detail + _where(limits, "cpu"))
 
 
+def _capabilities(ev: Evidence) -> list[Check]:
+    return _capability_checks(ev.expected, ev.state, ev.cap_last_cap)
+
+
+def _no_new_privileges(ev: Evidence) -> list[Check]:
+    return [_nnp_check(ev.expected, ev.state)]
+
+
+def _user_ids(ev: Evidence) -> list[Check]:
+    ranged = id_range_check(ev.expected.annotations, ev.state)
+    return [*_idmap_checks(ev.expected, ev.state), *([ranged] if ranged else [])]
+
+
+def _namespaces(ev: Evidence) -> list[Check]:
+    return _namespace_checks(ev.expected, ev.state, ev.host_namespaces, ev.namespace_paths)
+
+
+def _filesystem(ev: Evidence) -> list[Check]:
+    return _filesystem_checks(ev.expected, ev.state, ev.absent_paths)
+
+
+def _resources(ev: Evidence) -> list[Check]:
+    return [_memory_check(ev.expected, ev.limits), _pids_check(ev.expected, ev.limits),
+            _cpu_check(ev.expected, ev.limits)]
+
+
+def _proc_name(p: OtherProcess) -> str:
+    return f"pid {p.state.pid}" + (f" ({p.comm})" if p.comm else "")
+
+
+def _processes(ev: Evidence) -> list[Check]:
+    """The container's other processes (runc exec, children): none may hold more than the profile allows."""
+    if ev.processes is None:
+        return []
+    exp, procs = ev.expected, ev.processes
+    n = f"{len(procs)} other process(es)"
+    ceiling = set(exp.capabilities.get("bounding", ()))
+    over = []
+    for p in procs:
+        extra = set().union(*(set(p.state.capability_set(s)) for s in CAPABILITY_SETS)) - ceiling
+        if extra:
+            over.append(f"{_proc_name(p)}: {_names(extra)}")
+    out = [_check("processes.capabilities", not over, f"within {_names(ceiling)}", n,
+                  "no process holds a capability beyond the profile's bounding set" if not over
+                  else f"capabilities beyond the profile: {_listing(over)}")]
+    if exp.no_new_privileges:
+        bad = [_proc_name(p) for p in procs if p.state.no_new_privs is False]
+        out.append(_check("processes.no_new_privileges", not bad, "1", n,
+                          "every process has NoNewPrivs" if not bad else f"NoNewPrivs is 0 in {_listing(bad)}"))
+    own = [k for k in NAMESPACE_PROC_NAMES if k in exp.namespaces and not exp.namespaces[k]]
+    shared = []
+    for p in procs:
+        kinds = [k for k in own if p.state.namespaces.get(NAMESPACE_PROC_NAMES[k]) is not None
+                 and p.state.namespaces.get(NAMESPACE_PROC_NAMES[k]) == ev.host_namespaces.get(NAMESPACE_PROC_NAMES[k])]
+        if kinds:
+            shared.append(f"{_proc_name(p)}: {', '.join(kinds)}")
+    out.append(_check("processes.namespaces", not shared, "the container's own", n,
+                      "no process is in a host namespace the container should not share" if not shared
+                      else f"in the host's namespaces: {_listing(shared)}"))
+    if exp.seccomp:
+        bad_seccomp = []
+        for p in procs:
+            if p.seccomp is None:
+                continue
+            c = seccomp_content(exp.seccomp_section, p.seccomp, "processes.seccomp", f"{_proc_name(p)}: ")
+            if c.status == "FAIL":
+                bad_seccomp.append(c.detail)
+        out.append(_check("processes.seccomp", not bad_seccomp, _section_text(exp.seccomp_section), n,
+                          "every process's filters are within the profile" if not bad_seccomp
+                          else " || ".join(bad_seccomp)))
+    return out
+
+
+# The controls, one function each, in report order.  A control added later (its own function over
+# `Evidence`) is appended here.
+CONTROLS: list[Callable[[Evidence], list[Check]]] = [
+    _capabilities, _no_new_privileges, _seccomp_checks, _user_ids, _namespaces, _filesystem, _resources,
+    _processes,
+]
+
+
+def check_all(ev: Evidence) -> list[Check]:
+    """One check per control, in a stable order."""
+    return [c for control in CONTROLS for c in control(ev)]
+
+
 def compare(expected: Expected, state: ProcState, limits: CgroupLimits, host_namespaces: Mapping[str, int], *,
             absent_paths: Collection[str] = (), namespace_paths: Mapping[str, int] | None = None,
-            cap_last_cap: int | None = None) -> list[Check]:
+            cap_last_cap: int | None = None, seccomp: SeccompFilters | None = None,
+            processes: tuple[OtherProcess, ...] | None = None) -> list[Check]:
     """One check per control, in a stable order.
 
     `host_namespaces`: /proc/self/ns name -> inode of the namespaces runc would inherit.
@@ -483,18 +697,11 @@ def compare(expected: Expected, state: ProcState, limits: CgroupLimits, host_nam
     (runc skips those, so they are reported SKIP rather than FAIL).
     `namespace_paths`: namespace path named in the config -> its inode.
     `cap_last_cap`: /proc/sys/kernel/cap_last_cap; capabilities beyond it cannot be held.
+    `seccomp`: init's installed filters (proved by content); None checks only that one is installed.
+    `processes`: the container's other processes, each checked against the same ceiling.
     """
-    return [
-        *_capability_checks(expected, state, cap_last_cap),
-        _nnp_check(expected, state),
-        _seccomp_check(expected, state),
-        *_idmap_checks(expected, state),
-        *_namespace_checks(expected, state, host_namespaces, namespace_paths or {}),
-        *_filesystem_checks(expected, state, absent_paths),
-        _memory_check(expected, limits),
-        _pids_check(expected, limits),
-        _cpu_check(expected, limits),
-    ]
+    return check_all(Evidence(expected, state, limits, host_namespaces, frozenset(absent_paths),
+                              namespace_paths or {}, cap_last_cap, seccomp, processes))
 
 
 def id_range_check(annotations: Mapping[str, Any], state: ProcState) -> Check | None:

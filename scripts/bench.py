@@ -19,7 +19,9 @@ Sections (--only picks some): lifecycle (`run`, `create`/`start`/`delete` and th
 runtime's own mount namespace; plain runc gets the same hardened config with the rootfs as is),
 transform (in-process profile application and profile loading), syscall (cost of cheap
 syscalls inside containers under no seccomp, baseline and strict, timed and, exactly, as the
-number of BPF instructions the loaded filter runs for them), memory (peak RSS).  --analyse
+number of BPF instructions the loaded filter runs for them), memory (peak RSS), verify
+(`sandbox verify --all` over --verify-containers running containers in each engine's root layout,
+the ptrace part and the other steps timed separately, beside `runc list` of the same root).  --analyse
 adds where the time of `sandbox-runc create` goes: per-phase timings in fresh interpreters
 started as the dispatcher starts them, `-X importtime`, and a cProfile.
 
@@ -47,7 +49,6 @@ import argparse
 import functools
 import json
 import math
-import operator
 import os
 import platform
 import shutil
@@ -67,10 +68,16 @@ ADDED_MAX_FLOORS = 2.5  # create/run: time added over runc, in `python3 -I -S -c
 ENGINE_MAX_RATIO = 1.10  # podman run with sandbox-runc vs with runc
 TRANSFORM_MAX_P50_MS = 2.0  # transform.apply(strict) p50, in-process
 RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
+VERIFY_MAX_S_PER_100 = 5.0  # `sandbox verify --all` over a node of 100 running containers (issue 15)
 
 SH_TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-runc")
 
-SECTIONS = ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory")
+SECTIONS = ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory", "verify")
+# runc roots laid out as each engine lays them out (under the bench's temporary directory):
+# podman and plain runc share runc's own layout; Docker's is <exec-root>/runtime-<runtime>/<namespace>;
+# containerd's (ctr, CRI) <runc root>/<namespace>.
+VERIFY_LAYOUTS = {"runc and podman": ("run-runc",), "docker": ("docker-exec", "runtime-runc", "moby"),
+                  "containerd (k8s.io)": ("containerd-runc", "k8s.io")}
 PROFILES = ("baseline", "restricted", "strict")
 
 PASS, MISS, INFO, SKIP, ERROR = "PASS", "MISS", "info", "SKIP", "ERROR"
@@ -288,69 +295,18 @@ FILTER_PROBES = (("getppid", 110, (0, 0, 0, 0, 0, 0)), ("read_dev_zero", 0, (3, 
                  ("clock_gettime", 228, (1, 0x7FFF0000, 0, 0, 0, 0)))
 
 
-_BPF_ALU: dict[int, Callable[[int, int], int]] = {
-    0x00: operator.add, 0x10: operator.sub, 0x20: operator.mul, 0x30: operator.floordiv, 0x40: operator.or_,
-    0x50: operator.and_, 0x60: operator.lshift, 0x70: operator.rshift, 0x80: lambda a, _: -a, 0x90: operator.mod,
-    0xA0: operator.xor,
-}
-
-
 def bpf_run(prog: Sequence[tuple[int, int, int, int]], nr: int, arch: int = AUDIT_ARCH_X86_64,
             args: Sequence[int] = (0,) * 6, ip: int = 0) -> tuple[int, int]:
     """Run a classic-BPF seccomp program on one syscall; (return value, instructions executed).
 
-    `prog` is a list of (code, jt, jf, k) as the kernel holds them.  The instruction count is
-    what the filter costs that syscall, deterministically (timings only confirm it).
+    `prog` is a list of (code, jt, jf, k) as the kernel holds them; sandbox.seccomp_bpf runs it
+    as the kernel does.  The instruction count is what the filter costs that syscall,
+    deterministically (timings only confirm it).
     """
-    import struct
+    from sandbox import seccomp_bpf
 
-    data = struct.pack("<iIQ6Q", nr, arch, ip, *args)
-    a = x = 0
-    mem = [0] * 16
-    pc = steps = 0
-    while True:
-        if not 0 <= pc < len(prog):
-            raise ValueError(f"BPF program ran off its end at {pc}")
-        code, jt, jf, k = prog[pc]
-        steps += 1
-        cls = code & 0x07
-        if cls in (0x00, 0x01):  # LD, LDX
-            mode = code & 0xE0
-            v = (struct.unpack_from("<I", data, k)[0] if mode == 0x20 else k if mode == 0x00 else
-                 mem[k] if mode == 0x60 else len(data) if mode == 0x80 else None)
-            if v is None:
-                raise ValueError(f"unsupported BPF load {code:#x}")
-            if cls == 0x00:
-                a = v
-            else:
-                x = v
-        elif cls == 0x02:  # ST
-            mem[k] = a
-        elif cls == 0x03:  # STX
-            mem[k] = x
-        elif cls == 0x04:  # ALU
-            op, src = code & 0xF0, (x if code & 0x08 else k)
-            if op not in _BPF_ALU:
-                raise ValueError(f"unsupported BPF ALU op {code:#x}")
-            a = _BPF_ALU[op](a, src) & 0xFFFFFFFF
-        elif cls == 0x05:  # JMP
-            op, src = code & 0xF0, (x if code & 0x08 else k)
-            if op == 0x00:  # JA
-                pc += 1 + k
-                continue
-            conds = {0x10: a == src, 0x20: a > src, 0x30: a >= src, 0x40: bool(a & src)}
-            if op not in conds:
-                raise ValueError(f"unsupported BPF jump {code:#x}")
-            pc += 1 + (jt if conds[op] else jf)
-            continue
-        elif cls == 0x06:  # RET
-            return (a if code & 0x18 == 0x10 else k), steps
-        else:  # MISC: TAX / TXA
-            if code & 0xF8 == 0x00:
-                x = a
-            else:
-                a = x
-        pc += 1
+    seccomp_bpf.check(prog)
+    return seccomp_bpf.run_counted(prog, seccomp_bpf.data_words(nr, arch, args, ip))
 
 
 # --- programs compiled for the in-container and memory measurements ---------------------------------
@@ -590,6 +546,7 @@ class Bench:
         self.analysis: dict[str, Any] = {}
         self.errors = 0
         self.live: set[str] = set()  # runc container ids that may still exist
+        self.verify_roots: list[str] = []  # runc roots of the verify section (laid out as engines lay them out)
         self.podman_names: set[str] = set()
         self._seq = 0
         self.tmp = ""
@@ -617,6 +574,7 @@ class Bench:
         self.opconfig = os.path.join(self.tmp, "sandbox-config.yaml")
         with open(self.opconfig, "w", encoding="utf-8") as f:
             f.write(f"runc: {self.runc}\ndefault_profile: strict\naudit_log: {self.audit_dir}/audit.jsonl\n"
+                    "allowed_profiles: [baseline, restricted]\n"
                     f"runtime_dir: {os.path.join(self.tmp, 'runtime')}\n")
         os.chmod(self.opconfig, 0o644)  # root-owned (we are root), not writable by others: trusted
         env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
@@ -649,14 +607,15 @@ class Bench:
     def cleanup(self) -> None:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
         try:
-            if self.tmp and os.path.isdir(self.root):
-                listed = subprocess.run([self.runc, "--root", self.root, "list", "-q"], capture_output=True,
+            for root in [self.root, *self.verify_roots] if self.tmp else []:
+                if not os.path.isdir(root):
+                    continue
+                listed = subprocess.run([self.runc, "--root", root, "list", "-q"], capture_output=True,
                                         text=True, check=False, timeout=60)
-                self.live |= set(listed.stdout.split())
-                for cid in sorted(self.live):
-                    subprocess.run([self.runc, "--root", self.root, "delete", "-f", cid],
+                for cid in sorted(set(listed.stdout.split()) | (self.live if root == self.root else set())):
+                    subprocess.run([self.runc, "--root", root, "delete", "-f", cid],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=60)
-                self.live.clear()
+            self.live.clear()
             if self.podman_names and shutil.which("podman"):
                 subprocess.run(["podman", "rm", "-f", "--ignore", *sorted(self.podman_names)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
@@ -957,6 +916,78 @@ class Bench:
         self.add(Row("podman `run --rm` true, runtime = the same wrapper → plain runc", "ms", rm, wm, "—", INFO,
                      f"{fmt_delta(wm - rm)} ms: the wrapper that hands SANDBOX_CONFIG over, not sandbox",
                      "engine"))
+
+    # -- 7. sandbox verify --all over a node of containers -----------------------------------------------
+    def verify(self) -> None:
+        """`sandbox verify --all` over N running containers per engine layout, made through sandbox-runc
+        (profiles baseline, restricted and strict in turn), beside `runc list` of the same root."""
+        n = self.args.verify_containers
+        budget_s = VERIFY_MAX_S_PER_100 * n / 100
+        configs = {}
+        for profile in PROFILES:
+            bundle = self.make_bundle(f"bundle-verify-{profile}", ["sleep", "1000000"], None)
+            with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+                config = json.load(f)
+            config["annotations"] = {"org.sandbox-runtime.profile": profile}
+            if profile == "restricted":
+                config["process"]["user"] = {"uid": 1000, "gid": 1000}
+            configs[profile] = config
+        for layout, parts in VERIFY_LAYOUTS.items():
+            root = os.path.join(self.tmp, "verify", *parts)
+            os.makedirs(os.path.dirname(root), mode=0o700, exist_ok=True)
+            self.verify_roots.append(root)
+            for i in range(n):
+                _progress(f"verify: {layout}: starting container {i + 1}/{n}")
+                self._seq += 1
+                cid = f"bench-{os.getpid()}-verify-{self._seq}"
+                # a bundle each: sandbox-runc writes the config.json it hardened back, and one it hardened while
+                # adding a user namespace (strict) is refused by a second create
+                bundle = os.path.join(self.tmp, "verify-bundles", cid)
+                os.makedirs(bundle, mode=0o755)
+                with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+                    json.dump(configs[PROFILES[i % 3]], f)
+                self.timed([self.shim, "--root", root, "run", "-d", "-b", bundle, cid])
+            _progress(f"verify: {layout}: measuring")
+            runs = max(3, self.args.runs // 4)
+            reports, totals, listing = [], [], []
+            for _ in range(runs):
+                listing.append(self.timed([self.runc, "--root", root, "list"]))
+                t0 = time.perf_counter_ns()
+                code, out, err = self.run_to_files([self.cli, "verify", "--all", "--root", root, "--format", "json"],
+                                                   self.py_env)
+                totals.append(time.perf_counter_ns() - t0)
+                if code != 0:
+                    raise BenchError(f"verify --all ({layout}) exited {code}: {err.strip() or out[-2000:]}")
+                reports.append(json.loads(out))
+            for report in reports:
+                states = report["summary"]
+                if states["hardened"] != n:
+                    raise BenchError(f"verify --all ({layout}): {states} instead of {n} hardened containers")
+            total, runc_list = median(totals) / 1e9, median(listing) / 1e9
+            steps = {k: median(r["timing_seconds"][k] for r in reports)
+                     for k in ("discover", "audit_log", "profiles", "ptrace", "checks", "total", "max_stop_us")}
+            v, d = verdict_max(total, budget_s, "s")
+            self.add(Row(f"verify --all, {n} running containers, {layout} layout: wall time", "s", runc_list, total,
+                         f"≤ {budget_s:g} s", v, d + "; runc column: `runc list` of the same root", "verify",
+                         extra={"samples_ns": totals, "runc_list_ns": listing, "steps": steps}))
+            self.add(Row(f"verify --all, {layout}: per container", "ms", runc_list * 1e3 / n, total * 1e3 / n,
+                         "—", INFO, "wall time / containers", "verify"))
+            self.add(Row(f"verify --all, {layout}: the ptrace part (filters of {n} inits)", "ms", None,
+                         steps["ptrace"] * 1e3, "—", INFO,
+                         f"{steps['ptrace'] * 1e3 / n:.2f} ms per container; longest stop of a task "
+                         f"{steps['max_stop_us']:.0f} µs", "verify"))
+            self.add(Row(f"verify --all, {layout}: the other steps", "ms", None,
+                         (steps["total"] - steps["ptrace"]) * 1e3, "—", INFO,
+                         f"discover {steps['discover'] * 1e3:.0f}, audit log {steps['audit_log'] * 1e3:.0f}, "
+                         f"profiles {steps['profiles'] * 1e3:.0f}, checks (incl. seccomp proofs) "
+                         f"{steps['checks'] * 1e3:.0f} ms; interpreter start and imports: "
+                         f"{(total - steps['total']) * 1e3:.0f} ms", "verify"))
+            listed = subprocess.run([self.runc, "--root", root, "list", "-q"], capture_output=True, text=True,
+                                    check=False, timeout=60)
+            for cid in listed.stdout.split():
+                subprocess.run([self.runc, "--root", root, "delete", "-f", cid], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False, timeout=60)
+        _progress("verify: done\n" if sys.stderr.isatty() else "verify: done")
 
     def _runtime_wrapper(self, name: str, target: str, sock: str) -> str:
         d = os.path.join(self.tmp, name)
@@ -1402,33 +1433,15 @@ def dispatcher_python(shim: str) -> tuple[str | None, str]:
 
 
 def seccomp_filters(pid: int) -> list[list[tuple[int, int, int, int]]]:
-    """The seccomp programs attached to `pid` (newest first), read with PTRACE_SECCOMP_GET_FILTER (root)."""
-    import ctypes
-    import errno
-    import struct
+    """The seccomp programs attached to `pid` (oldest first), read as `sandbox verify` reads them (root)."""
+    from sandbox import seccomp_bpf
+    from sandbox.errors import InspectError
+    from sandbox.ptrace import read_filters_of
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-    libc.ptrace.restype = ctypes.c_long
-    seize, interrupt, detach, get_filter = 0x4206, 0x4207, 17, 0x420C
-    if libc.ptrace(seize, pid, None, None) != 0:
-        raise BenchError(f"cannot ptrace pid {pid}: {os.strerror(ctypes.get_errno())}")
-    progs: list[list[tuple[int, int, int, int]]] = []
     try:
-        libc.ptrace(interrupt, pid, None, None)
-        os.waitpid(pid, 0x40000000)  # __WALL: the tracee stops for us
-        while True:
-            n = libc.ptrace(get_filter, pid, ctypes.c_void_p(len(progs)), None)
-            if n < 0:
-                err = ctypes.get_errno()
-                if err == errno.ENOENT:
-                    return progs
-                raise BenchError(f"PTRACE_SECCOMP_GET_FILTER on pid {pid}: {os.strerror(err)}")
-            buf = ctypes.create_string_buffer(8 * n)
-            libc.ptrace(get_filter, pid, ctypes.c_void_p(len(progs)), buf)
-            progs.append([struct.unpack_from("<HBBI", buf.raw, 8 * j) for j in range(n)])
-    finally:
-        libc.ptrace(detach, pid, None, None)
+        return [list(seccomp_bpf.decode(raw)) for raw in read_filters_of(pid)]
+    except InspectError as e:
+        raise BenchError(str(e)) from None
 
 
 def _become_subreaper() -> None:
@@ -1523,6 +1536,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default 2,000,000; --quick 200,000)")
     p.add_argument("--tmpdir", metavar="DIR", help="where the temporary directory goes (parents must be 0755)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 3 when a budget is missed")
+    p.add_argument("--verify-containers", type=int,
+                   help="running containers per engine layout for the verify section (default 100; --quick 20)")
     p.add_argument("--no-daemon", action="store_true",
                    help="measure sandbox-runc without the sandbox daemon (a fresh Python per create/run); by "
                         "default a private daemon is started and the Python path is measured beside it")
@@ -1531,6 +1546,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     a.iterations = a.iterations or (200 if a.quick else 2000)
     a.syscall_iterations = a.syscall_iterations or (200_000 if a.quick else 2_000_000)
+    a.verify_containers = a.verify_containers or (20 if a.quick else 100)
     if a.runs < 1 or a.warmup < 0 or a.iterations < 1 or a.syscall_iterations < 1:
         p.error("--runs, --iterations and --syscall-iterations must be positive, --warmup not negative")
     a.sections = SECTIONS if not a.only else tuple(s.strip() for s in a.only.split(",") if s.strip())
@@ -1598,7 +1614,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine,
             "budgets": {"passthrough_max_ratio": PASSTHROUGH_MAX_RATIO, "added_max_floors": ADDED_MAX_FLOORS,
                         "engine_max_ratio": ENGINE_MAX_RATIO, "transform_max_p50_ms": TRANSFORM_MAX_P50_MS,
-                        "rss_max_mib": RSS_MAX_MIB},
+                        "rss_max_mib": RSS_MAX_MIB, "verify_max_s_per_100": VERIFY_MAX_S_PER_100},
             "floor_ms": bench.floor_ms,
             "rows": [dict(asdict(r), ratio=r.ratio) for r in bench.rows],
             "notes": bench.notes, "samples": bench.samples, "analysis": bench.analysis,

@@ -171,6 +171,8 @@ def _options_pass(ctx: Context, m: dict[str, Any], kind: str, dest: str, data_ok
     ptr = pointer("mounts", i, "options")
     opts = m.get("options") or []
     for o in opts:
+        if not isinstance(o, str):  # JSON null: Go decodes it as "", which runc hands the kernel as data
+            o = ""
         if o == "remount":
             ctx.decide("mounts", ptr, "refuse", o, None,
                        f"the remount option on the mount at {dest} would change a mount made before it (such as a "

@@ -501,7 +501,9 @@ def seccomp(ctx: Context) -> None:
             vp = verdict_of(pr[0]) if pr else pdv
             vb = verdict_of(br[0]) if br else bdv
             v = vp if vp == vb else seccomp_eval.stricter(vp, vb)
-            table[name] = [] if v == dv else [pr[0] if v == vp and pr else (v[0], v[1], ())]
+            # the answer as one side spelt it (errnoRet left out stays left out: the transform is idempotent)
+            rule = pr[0] if v == vp and pr else br[0] if v == vb and br else (v[0], v[1], ())
+            table[name] = [] if v == dv else [rule]
             if raw is not None and v[0] not in permissive and vb[0] in permissive:
                 changes.append((name, Combined([], False, {v}, [(vp[0], vp[1], ())], pdv)))
             elif raw is not None and v != vb and (v != dv or vb != bdv):

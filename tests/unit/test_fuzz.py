@@ -481,6 +481,8 @@ WEIRD = {
         {"type": "network", "path": "/proc/1/ns/net\x00"}),
     "NUL in a hook path": lambda c: c.__setitem__("hooks", {"prestart": [{"path": "/bin/sh\x00"}]}),
     "NUL in root.path": lambda c: c["root"].__setitem__("path", "root\x00fs"),
+    "null mount option (Go reads it as \"\")": lambda c: c["mounts"].append(
+        {"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": [None, "nosuid"]}),
     "NUL in a mount destination": lambda c: c["mounts"].append(
         {"destination": "/x\x00y", "type": "tmpfs", "source": "tmpfs"}),
 }

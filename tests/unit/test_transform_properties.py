@@ -112,3 +112,22 @@ def test_apply_is_idempotent(cfg, name):
     once = apply(profile, cfg, FACTS)
     twice = apply(profile, once.config, FACTS)
     assert twice.config == once.config
+
+
+def test_apply_is_idempotent_when_the_bundle_spells_one_answer_twice():
+    """Found by test_apply_is_idempotent: `read` under ERRNO (no errnoRet) and under KILL_PROCESS became
+    ERRNO without errnoRet, then ERRNO with errnoRet 1 on a second pass (the same answer, spelt twice)."""
+    import json
+    import os
+
+    from tests.conftest import OCI
+
+    with open(os.path.join(OCI, "runc-spec-1.1.json")) as f:
+        cfg = json.load(f)
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ERRNO"}, {"names": ["read"], "action": "SCMP_ACT_KILL_PROCESS"}]}
+    once = apply(PROFILES["baseline"], copy.deepcopy(cfg), FACTS)
+    twice = apply(PROFILES["baseline"], copy.deepcopy(once.config), FACTS)
+    assert twice.config == once.config
+    read = [e for e in once.config["linux"]["seccomp"]["syscalls"] if "read" in e["names"]]
+    assert read == [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]
