@@ -276,17 +276,66 @@ static char *runc_from_path(const struct stat *self) {
     return found;
 }
 
-/* index of the subcommand: runc's global flags come first, some of them with a value */
-static int find_subcommand(int argc, char **argv) {
-    static const char *const valued[] = {"--log", "-log", "--log-format", "-log-format", "--root", "-root",
-                                         "--criu", "-criu", "--rootless", "-rootless", NULL};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-') return i;
-        for (const char *const *v = valued; *v; v++)
-            if (strcmp(a, *v) == 0) { i++; break; }
-    }
+/* ---- runc's global flags, read as runc 1.1.5 reads them --------------------------------------
+ * Go's flag package and urfave/cli v1, exactly as sandbox/runc_cli.py models them (the table
+ * there is the one declaration; tests/unit/test_dispatcher.py checks that this function, the sh
+ * twin and the Python parser agree): `-name` and `--name`, `--name=value`, a string flag without
+ * `=` takes the next argument whatever it is, a bool takes a value only after `=`, `--` ends the
+ * flags, the first non-flag argument is the subcommand.  An undefined flag, a missing value, a
+ * bad bool, both forms of help/version, or help/version asked for: runc runs no subcommand. */
+static const char *const global_string_flags[] = {"log", "log-format", "root", "criu", "rootless", NULL};
+static const char *const global_bool_flags[] = {"debug", "systemd-cgroup", "help", "h", "version", "v", NULL};
+
+static int name_is(const char *name, size_t len, const char *want) {
+    return strlen(want) == len && strncmp(name, want, len) == 0;
+}
+
+static int name_in(const char *name, size_t len, const char *const *set) {
+    for (; *set; set++)
+        if (name_is(name, len, *set)) return 1;
+    return 0;
+}
+
+/* strconv.ParseBool: 1 true, 0 false, -1 invalid */
+static int go_bool(const char *v) {
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True", NULL};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False", NULL};
+    if (name_in(v, strlen(v), t)) return 1;
+    if (name_in(v, strlen(v), f)) return 0;
     return -1;
+}
+
+/* index of the subcommand runc would run, or -1 when it runs none */
+static int runc_subcommand(int argc, char **argv) {
+    int help = 0, version = 0, forms_help = 0, forms_version = 0;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *s = argv[i];
+        size_t len = strlen(s);
+        if (len < 2 || s[0] != '-') break;
+        int minus = 1;
+        if (s[1] == '-') {
+            minus = 2;
+            if (len == 2) { i++; break; } /* "--" */
+        }
+        const char *name = s + minus;
+        if (!*name || name[0] == '-' || name[0] == '=') return -1; /* bad flag syntax */
+        const char *eq = strchr(name + 1, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        if (name_in(name, n, global_string_flags)) {
+            if (!eq && ++i >= argc) return -1; /* flag needs an argument */
+            continue;
+        }
+        if (!name_in(name, n, global_bool_flags)) return -1; /* flag provided but not defined */
+        int b = eq ? go_bool(eq + 1) : 1;
+        if (b < 0) return -1;
+        if (name_is(name, n, "help")) { help = b; forms_help |= 1; }
+        else if (name_is(name, n, "h")) { help = b; forms_help |= 2; }
+        else if (name_is(name, n, "version")) { version = b; forms_version |= 1; }
+        else if (name_is(name, n, "v")) { version = b; forms_version |= 2; }
+    }
+    if (forms_help == 3 || forms_version == 3 || help || version) return -1;
+    return i < argc ? i : -1;
 }
 
 static int is_one_of(const char *s, const char *const *set) {
@@ -522,16 +571,27 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     if (!reply) return;
     const char *status = field(reply, len, "status");
     if (!status || strcmp(status, "fallback") == 0) { free(reply); free(req.p); return; }
+    /* runc gets the command line the daemon rebuilt from the parsed one, never ours as it was */
+    size_t nargs = 0;
+    for (const char *p = reply; p < reply + len; p += strlen(p) + 1)
+        if (strncmp(p, "arg=", 4) == 0) nargs++;
+    if (strcmp(status, "ok") == 0 && nargs == 0) { free(reply); free(req.p); return; }
     relay(reply, len); /* the daemon has written the audit record before it answered */
     if (strcmp(status, "ok") != 0) exit(documented(field(reply, len, "code")));
     const char *ticket = field(reply, len, "ticket");
-    argv[0] = (char *)runc;
+    char **rargv = calloc(nargs + 2, sizeof *rargv);
+    if (!rargv) die(EXIT_INVALID, "out of memory");
+    size_t k = 0;
+    rargv[k++] = (char *)runc;
+    for (const char *p = reply; p < reply + len; p += strlen(p) + 1)
+        if (strncmp(p, "arg=", 4) == 0) rargv[k++] = (char *)p + 4;
+    rargv[k] = NULL;
     struct prep prep = {.mount_fd = -1, .target = field(reply, len, "mount_target")};
     if (prep.target && n_reply_fds > 0) prep.mount_fd = reply_fds[0];
     for (const char *p = reply; p < reply + len && prep.n_enter < 3; p += strlen(p) + 1)
         if (strncmp(p, "enter=", 6) == 0) prep.enter[prep.n_enter++] = p + 6;
     int wants = prep.target || prep.n_enter;
-    int code = spawn_runc(runc, argv, wants ? &prep : NULL);
+    int code = spawn_runc(runc, rargv, wants ? &prep : NULL);
     for (int i = 0; i < n_reply_fds; i++) close(reply_fds[i]);
     struct buf out = {0};
     char num[16];
@@ -552,12 +612,13 @@ static void via_daemon(int argc, char **argv, const char *runc, int sub) {
     /* runc is run from here, never from the daemon: same environment, same parent as runc create */
     const char *cid = field(reply, len, "cid");
     if (cleanup && strcmp(cleanup, "1") == 0 && strcmp(argv[sub], "create") == 0 && cid && *cid) {
-        char *del[argc + 4];
+        char *del[nargs + 6];
         int n = 0;
         del[n++] = (char *)runc;
-        for (int i = 1; i < sub; i++) del[n++] = argv[i];
+        for (size_t i = 1; rargv[i] && rargv[i][0] == '-'; i++) del[n++] = rargv[i]; /* its --globals */
         del[n++] = "delete";
         del[n++] = "--force";
+        if (cid[0] == '-') del[n++] = "--";
         del[n++] = (char *)cid;
         del[n] = NULL;
         int saved = dup(1), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -627,7 +688,7 @@ int main(int argc, char **argv) {
 
     static const char *const hardened[] = {"create", "run", "restore", "exec", "update", NULL};
     static const char *const served[] = {"create", "run", NULL};
-    int sub = find_subcommand(argc, argv);
+    int sub = runc_subcommand(argc, argv);
     const char *name = sub > 0 ? argv[sub] : NULL;
     if (is_one_of(name, hardened)) {
         if (real && *real) {

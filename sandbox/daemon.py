@@ -10,8 +10,10 @@ here, gets an answer, and runs runc itself, so runc stays a child of the engine'
 Protocol: a unix stream socket, one request per connection, NUL-separated `key=value` records;
 the client shuts down its write side, the daemon answers and closes.
   op=harden cwd= env=SANDBOX_*=… (repeated, SANDBOX_RUNC among them) arg=… (repeated)
-      -> status=ok ticket= cid= SAID  |  status=refused code= SAID  |  status=fallback why=
+      -> status=ok ticket= cid= arg=… SAID  |  status=refused code= SAID  |  status=fallback why=
   op=outcome ticket= code=        -> status=ok [cleanup=1] SAID  |  status=error code= SAID [cleanup=1]
+`arg=` (repeated) is the command line the client runs runc with: the one rebuilt from the parsed
+argv (sandbox.runc_cli), never the client's own.
 SAID is what is to be told, in order: `error=`/`warning=` records (one line each for runc's
 --log file) and `stderr=` (the text for stderr).  The daemon writes the audit record (it is
 the one that did the work, with the operator's audit log and key, before it answers); the
@@ -256,10 +258,13 @@ class Daemon:
 
         args, env, cwd = _all(req, "arg"), _all(req, "env"), _first(req, "cwd", "/")
         inv = parse(args)
-        if inv.subcommand not in ("create", "run"):
+        if inv.route != "hardened" or inv.subcommand not in ("create", "run"):
             return [("status", "fallback"), ("why", f"{inv.subcommand} is not served by the daemon")]
+        if inv.error or inv.help:
+            return [("status", "fallback"), ("why", "a command line runc refuses or a help request")]
         shim = _Shim(inv)
         shim.served_by = "daemon"
+        shim.fd_pid = client_pid or None  # runc inherits the client's descriptors, not ours
         shim.creator_pid = client_pid  # the client runs runc: its life keeps an id range in use
         bundle = ""
         prep_records: list[tuple[str, str]] = []
@@ -291,8 +296,9 @@ class Daemon:
             return [("status", "refused"), ("code", str(code)), *_said(shim.said, err.getvalue())]
         ticket = json.dumps({"argv": args, "env": env, "cwd": cwd, "bundle": bundle,
                              "profile": shim.profile.name, "sha256": shim.profile.sha256})
+        # the client runs runc with this argv, not its own: what was decided is what runs
         return [("status", "ok"), ("ticket", ticket), ("cid", inv.container_id or ""),
-                *_said(shim.said, err.getvalue()), *prep_records]
+                *_said(shim.said, err.getvalue()), *prep_records, *(("arg", a) for a in shim.runc_argv)]
 
     def outcome(self, req: list[tuple[str, str]]) -> list[tuple[str, str]]:
         from types import SimpleNamespace

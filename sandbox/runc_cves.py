@@ -66,9 +66,10 @@ CVES: tuple[RuncCve, ...] = (
             "/proc/self/fd/N reaches the host's filesystem", "1.0.0-rc93", ("1.1.12",),
             debian=("1.1.5+ds1-1+deb12u1",),
             mitigation="process.cwd and process.args[0] through /proc/*/fd, /proc/*/cwd, /proc/*/root or /dev/fd "
-                       "are refused",
+                       "are refused, in config.json and in the process `runc exec` is given (--cwd, --process)",
             tests=("tests/e2e/oracle/test_attacks.py::cve_2024_21626_cwd",
-                   "tests/e2e/oracle/test_attacks.py::test_cve_2024_21626_is_fixed_in_this_runc")),
+                   "tests/e2e/oracle/test_attacks.py::test_cve_2024_21626_is_fixed_in_this_runc",
+                   "tests/e2e/test_runc_argv_bypasses.py::test_bypass_cwd_in_proc_cve_2024_21626_is_refused")),
     RuncCve("CVE-2024-45310", "racing a shared volume makes runc create empty files or directories on the host",
             "", ("1.1.14", "1.2.0-rc.3"),
             mitigation="a mount whose destination lies inside a writable bind mount is refused",

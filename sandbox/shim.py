@@ -21,7 +21,7 @@ import os
 import sys
 
 from .errors import EXIT_CANNOT_INVOKE, EXIT_INVALID, EXIT_NOT_FOUND, PolicyRefusal, SandboxError
-from .runc_cli import HARDENED, Invocation, parse
+from .runc_cli import Invocation, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -122,13 +122,14 @@ class _Shim:
         self.runc = ""
         self.profile: Any = None
         self.audit: Any = None
-        self.stdin_data: bytes | None = None
         self.bundle = ""  # once known: named in a refusal's or error's audit record
         self.temp_files: list[str] = []  # rewritten --process/--resources files: removed once runc returns
         self.served_by = ""  # "daemon" when the sandbox daemon does this work (recorded in the audit log)
         # the daemon: what is to be said goes back to its client, which writes --log and stderr
         self.said: list[tuple[str, str]] | None = None
         self.cleanup_wanted = False  # the daemon's client runs `runc delete` itself
+        self.fd_pid: int | None = None  # whose descriptors runc inherits (the daemon's client), None: ours
+        self.runc_argv: list[str] = []  # the canonical command line runc is given
         self.container_problems: list[Any] = []  # what reading the container's config.json tolerated
         self.prep: Any = None  # RuntimePrep: what this process does before runc (an added user namespace)
         self.allocated: dict[str, Any] | None = None  # the id range allocated for this create
@@ -137,11 +138,19 @@ class _Shim:
 
     def dispatch(self, args: list[str]) -> int:
         self.load()
-        if self.inv.subcommand not in HARDENED:
-            self.exec_runc(args)
-        if self.inv.subcommand in ("create", "run", "restore"):
+        inv = self.inv
+        if inv.route != "hardened":
+            self.exec_runc(args)  # runc runs none of the hardened subcommands for this argv
+        if inv.error:
+            from .errors import UsageError
+
+            raise UsageError(f"runc {inv.subcommand} would refuse this command line ({inv.error}); sandbox does "
+                             "not guess what it means")
+        if inv.help:
+            self.exec_runc([*inv.global_argv(), inv.subcommand or "", "--help"])
+        if inv.subcommand in ("create", "run", "restore"):
             return self.harden_bundle()
-        if self.inv.subcommand == "exec":
+        if inv.subcommand == "exec":
             return self.harden_exec()
         return self.harden_update()
 
@@ -232,21 +241,12 @@ class _Shim:
         """Run the real runc as a child (so the outcome can be audited), forwarding signals."""
         import _signal  # not `signal`: its IntEnum wrappers import enum, too slow for every create
 
-        stdin_r = None
-        if self.stdin_data is not None:
-            stdin_r, w = os.pipe()
-            os.write(w, self.stdin_data)
-            os.close(w)
         pid = os.fork()
         if pid == 0:  # child
             try:
-                if stdin_r is not None:
-                    os.dup2(stdin_r, 0)
                 os.execv(self.runc, [self.runc, *args])  # noqa: S606
             finally:
                 os._exit(127)
-        if stdin_r is not None:
-            os.close(stdin_r)
 
         def forward(signum: int, _frame: Any) -> None:
             try:
@@ -267,7 +267,42 @@ class _Shim:
         return 128 - code if code < 0 else code
 
     def _runc_globals(self) -> list[str]:
-        return self.inv.argv[: self.inv.sub_index]
+        return self.inv.global_argv()
+
+    def fd_facts(self) -> list[Any]:
+        """What each descriptor runc would pass on with --preserve-fds is (runc passes 3 .. 3+N-1)."""
+        import stat
+
+        from .runc_policy import FdFact
+
+        n = self.inv.option("preserve-fds", 0)
+        base = f"/proc/{self.fd_pid or 'self'}/fd"
+        out = []
+        for fd in range(3, 3 + min(n, 4096)):
+            link = f"{base}/{fd}"
+            try:
+                path = os.readlink(link)
+                st = os.stat(link)  # follows the magic link to the open file itself
+            except OSError:
+                out.append(FdFact(fd, "missing"))
+                continue
+            mode = st.st_mode
+            kind = ("reg" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "chr" if stat.S_ISCHR(mode)
+                    else "blk" if stat.S_ISBLK(mode) else "fifo" if stat.S_ISFIFO(mode)
+                    else "sock" if stat.S_ISSOCK(mode) else "lnk" if stat.S_ISLNK(mode) else "other")
+            out.append(FdFact(fd, kind, path, (os.major(st.st_rdev), os.minor(st.st_rdev))))
+        if n > 4096:
+            out.append(FdFact(3 + 4096, "other", f"{n - 4096} more"))
+        return out
+
+    def refuse_if_refused(self, decisions: list[Any]) -> None:
+        from .decisions import Outcome
+
+        outcome = Outcome(config={}, decisions=decisions)
+        if outcome.refused:
+            from .formats import refusal_message
+
+            raise PolicyRefusal(refusal_message(self.profile, outcome), profile=self.profile.name)
 
     # -- profile selection ----------------------------------------------------------------
     def select_profile(self, config: dict[str, Any]) -> Any:
@@ -321,7 +356,7 @@ class _Shim:
             except BaseException:
                 self.release_ids()
                 raise
-        return self.finish_bundle(bundle, self.spawn_runc(self.inv.argv))
+        return self.finish_bundle(bundle, self.spawn_runc(self.runc_argv))
 
     def runc_root(self) -> str:
         return os.path.abspath(self.inv.globals.get("root") or "/run/runc")
@@ -351,9 +386,12 @@ class _Shim:
     def prepare_bundle(self) -> str:
         """Everything before runc: select, harden, audit the decisions, write config.json; the bundle path."""
         from .bundle import read_config, write_config_atomic
+        from .runc_policy import flag_decisions
         from .service import bundle_problems, harden_with_engine_dirs
 
-        bundle = self.bundle = os.path.abspath(self.inv.flag("bundle", "b") or ".")
+        inv = self.inv
+        # runc reads <bundle>/config.json relative to its working directory, which is ours
+        bundle = self.bundle = os.path.abspath(inv.option("bundle") or ".")
         problems: list[Any] = []
         config = read_config(bundle, problems=problems)
         self.profile = self.select_profile(config)
@@ -361,12 +399,14 @@ class _Shim:
         extra = self._userns_facts(config)
         try:
             outcome = harden_with_engine_dirs(self.op, self.profile, config, bundle,
-                                              container_id=self.inv.container_id or "", **extra)
+                                              container_id=inv.container_id or "", **extra)
+            decisions = tolerated + outcome.decisions + flag_decisions(
+                self.profile, inv, self.fd_facts() if inv.option("preserve-fds", 0) > 0 else [])
         except BaseException:
             self.release_ids()
             raise
         self.prep = outcome.prep
-        resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": self.inv.subcommand}
+        resolved = {"source": self.profile.source, "mode": self.profile.mode, "subcommand": inv.subcommand}
         if self.served_by:
             resolved["served_by"] = self.served_by
         if self.allocated is not None:
@@ -377,12 +417,13 @@ class _Shim:
         if outcome.prep is not None and outcome.prep.rootfs is not None:
             resolved["rootfs"] = {"kind": outcome.prep.rootfs.kind, "source": outcome.prep.rootfs.source}
         self._audit([{"event": "profile_resolved", "data": resolved}]
-                    + [{"event": "decision", "decision": d.to_dict()} for d in tolerated + outcome.decisions], bundle)
-        if outcome.refused:
-            from .formats import refusal_message
-
+                    + [{"event": "decision", "decision": d.to_dict()} for d in decisions], bundle)
+        try:
+            self.refuse_if_refused(decisions)
+        except PolicyRefusal:
             self.release_ids()
-            raise PolicyRefusal(refusal_message(self.profile, outcome), profile=self.profile.name)
+            raise
+        self.runc_argv = inv.canonical({**inv.options, "bundle": bundle})
         new = outcome.config
         if self.profile.mode == "enforce":
             applied = f"{self.profile.name}@{self.profile.sha256[:16]}"
@@ -424,7 +465,7 @@ class _Shim:
 
         cid = self.inv.container_id
         if cid:
-            subprocess.run([self.runc, *self._runc_globals(), "delete", "--force", cid],
+            subprocess.run([self.runc, *self._runc_globals(), "delete", "--force", *_id_args(cid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     def _container(self) -> tuple[dict[str, Any], str]:
@@ -438,10 +479,15 @@ class _Shim:
         cid = self.inv.container_id
         if not cid:
             raise RuncError(f"{self.inv.subcommand}: no container id given")
-        res = subprocess.run([self.runc, *self._runc_globals(), "state", cid], capture_output=True, check=False)
+        res = subprocess.run([self.runc, *self._runc_globals(), "state", *_id_args(cid)], capture_output=True,
+                             check=False)
         if res.returncode != 0:
-            # let runc give its own answer (e.g. "container does not exist")
-            self.exec_runc(self.inv.argv)
+            # runc's own answer (e.g. "container does not exist"); never the caller's argv unhardened
+            said = res.stderr.decode("utf-8", "replace").strip().splitlines()
+            msg = said[-1] if said else f"runc state exited with {res.returncode}"
+            if 'msg="' in msg:
+                msg = msg.split('msg="', 1)[1].rsplit('"', 1)[0]
+            raise RuncError(f"{self.inv.subcommand} {cid}: {msg}")
         state = json.loads(res.stdout.decode("utf-8", "replace"))
         bundle = state.get("bundle", "")
         self.init_pid = state.get("pid") if isinstance(state.get("pid"), int) else 0
@@ -471,132 +517,143 @@ class _Shim:
 
     # -- exec ---------------------------------------------------------------------------------
     def harden_exec(self) -> int:
-        import copy
-
-        from . import formats
-        from .decisions import Outcome
+        """The process runc would start is built as runc builds it, hardened by the transform as
+        config.json's process is, and handed to runc as a new --process file: the caller's flags
+        never reach runc, so no repeat, `=false` or short form can switch a control back off."""
+        from .gojson import PROCESS, SPEC_PROCESS
+        from .runc_policy import RUNNER_FLAGS, exec_process, flag_decisions, ignored_with_process, lsm_decisions
         from .service import harden
 
+        inv = self.inv
         config, bundle = self._container()
+        self.bundle = bundle
         self.profile = self._container_profile(config)
-        argv = list(self.inv.argv)
-        proc_file = self.inv.flag("process", "p")
+        decisions: list[Any] = []
+        # the container's process as runc reads it from the bundle's config.json (hardened at create)
+        base = read_go_json(os.path.join(bundle, "config.json"), "config.json", SPEC_PROCESS).get("process")
+        proc_file = inv.option("process")
         if proc_file:
-            from .bundle import read_json_file
-
-            proc = read_json_file(proc_file, "process")
+            proc = read_go_json(proc_file, "process", PROCESS)
+            decisions += ignored_with_process(self.profile, inv)
         else:
-            proc = self._process_from_flags(config)
-        trial = copy.deepcopy(config)
+            proc = exec_process(base, inv)  # what runc exec builds from config.json and the flags
+        trial = dict(config)
         trial["process"] = proc
         out = harden(self.profile, trial, bundle)
-        decisions = [d for d in out.decisions if d.pointer.startswith("/process")]
-        outcome = Outcome(config=out.config, decisions=decisions)
+        decisions = [d for d in out.decisions if d.pointer.startswith("/process")] + decisions
+        decisions += lsm_decisions(self.profile, base, out.config["process"])
+        decisions += flag_decisions(self.profile, inv, self.fd_facts() if inv.option("preserve-fds", 0) > 0 else [])
         self._audit([{"event": "decision", "decision": dict(d.to_dict(), subcommand="exec")} for d in decisions],
                     bundle)
-        if outcome.refused:
-            raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
-        if self.profile.mode == "enforce":
-            new_proc = out.config["process"]
-            if proc_file:
-                if new_proc != proc:
-                    argv = self._replace_flag_value(argv, ("process", "p"), self.temp_json(proc_file, new_proc))
-            else:
-                argv = self._rewrite_exec_flags(argv, new_proc)
+        self.refuse_if_refused(decisions)
+        decided = out.config["process"] if self.profile.mode == "enforce" else proc
+        path = self.temp_json(proc_file or os.path.join(bundle, "config.json"), decided)
+        runner = {k: v for k, v in inv.options.items() if k in RUNNER_FLAGS}
+        self.runc_argv = inv.canonical({**runner, "process": path}, [inv.args[0]])
         self.enter_inherited_namespaces(config)
-        return self.spawn_runc(argv)
-
-    def _process_from_flags(self, config: dict[str, Any]) -> dict[str, Any]:
-        import copy
-
-        proc = copy.deepcopy(config.get("process") or {})
-        caps = proc.get("capabilities") or {}
-        extra = [f.value for f in self.inv.flags_named("cap", "c") if f.value]
-        for s in ("bounding", "effective", "permitted", "ambient"):  # runc exec --cap adds to these
-            caps[s] = list(dict.fromkeys([*(caps.get(s) or []), *extra]))
-        proc["capabilities"] = caps
-        user = self.inv.flag("user", "u")
-        if user:
-            uid, _, gid = user.partition(":")
-            try:
-                proc["user"] = {**(proc.get("user") or {}), "uid": int(uid), "gid": int(gid or 0)}
-            except ValueError:
-                # a user name: judge it as root (fail closed)
-                proc["user"] = {**(proc.get("user") or {}), "uid": 0}
-        if self.inv.flag("no-new-privs") in ("true", "1"):
-            proc["noNewPrivileges"] = True
-        return proc
-
-    def _rewrite_exec_flags(self, argv: list[str], proc: dict[str, Any]) -> list[str]:
-        allowed = set((proc.get("capabilities") or {}).get("bounding") or [])
-        drop = {f.start for f in self.inv.flags_named("cap", "c") if f.value not in allowed}
-        spans = [(f.start, f.end) for f in self.inv.flags if f.start in drop]
-        out = [a for i, a in enumerate(argv) if not any(s <= i < e for s, e in spans)]
-        if proc.get("noNewPrivileges") and self.inv.flag("no-new-privs") not in ("true", "1"):
-            out.insert(self.inv.sub_index + 1, "--no-new-privs")
-        for field, names in (("apparmorProfile", ("apparmor",)), ("selinuxLabel", ("process-label",))):
-            label = proc.get(field)
-            if label and self.inv.flag(*names) != label:
-                out = self._replace_flag_value(out, names, label) if self.inv.flag(*names) else \
-                    out[: self.inv.sub_index + 1] + [f"--{names[0]}={label}"] + out[self.inv.sub_index + 1:]
-        return out
-
-    def _replace_flag_value(self, argv: list[str], names: tuple[str, ...], value: str) -> list[str]:
-        out = list(argv)
-        for f in self.inv.flags_named(*names):
-            if f.end - f.start == 2:
-                out[f.start + 1] = value
-            else:
-                out[f.start] = f"--{f.name}={value}"
-        return out
+        return self.spawn_runc(self.runc_argv)
 
     # -- update ---------------------------------------------------------------------------------
     def harden_update(self) -> int:
-        from .update import clamp_flags, clamp_resources
+        """runc update's resources are built as runc builds them, clamped, and handed over as a new
+        --resources file (never `-`, never the caller's flags)."""
+        from .gojson import RESOURCES
+        from .runc_policy import flag_decisions
+        from .update import clamp_resources, ignored_with_resources, resources_from_flags, resources_from_json
 
+        inv = self.inv
         config, bundle = self._container()
+        self.bundle = bundle
         self.profile = self._container_profile(config)
-        argv = list(self.inv.argv)
         decisions: list[Any] = []
-        res_file = self.inv.flag("resources", "r")
+        res_file = inv.option("resources")
         if res_file:
-            from . import _fastjson as json
-
-            raw = sys.stdin.buffer.read() if res_file == "-" else _read_bytes(res_file)
-            try:
-                res = json.loads(raw.decode("utf-8", "replace"))
-            except ValueError as e:
-                from .errors import UsageError
-
-                raise UsageError(f"update --resources: invalid JSON: {e}") from None
-            new, decisions = clamp_resources(self.profile, res)
             if res_file == "-":
-                self.stdin_data = raw if new == res else json.dumps(new).encode()
-            elif new != res and self.profile.mode == "enforce":
-                argv = self._replace_flag_value(argv, ("resources", "r"), self.temp_json(res_file, new))
-        argv, flag_decisions = clamp_flags(self.profile, self.inv, argv)
-        decisions += flag_decisions
+                data = sys.stdin.buffer.read(MAX_RESOURCES + 1)
+                if len(data) > MAX_RESOURCES:
+                    from .errors import BundleError
+
+                    raise BundleError(f"update --resources -: more than {MAX_RESOURCES} bytes on standard input")
+            else:
+                data = None
+            res = resources_from_json(read_go_json(res_file, "resources", RESOURCES, data))
+            decisions += ignored_with_resources(self.profile, inv)
+        else:
+            res = resources_from_flags(inv)
+        current = (config.get("linux") or {}).get("resources") if isinstance(config.get("linux"), dict) else None
+        from .host import swap_accounting
+
+        new, clamped = clamp_resources(self.profile, res, current if isinstance(current, dict) else None,
+                                       swap_accounting())
+        decisions = clamped + decisions + flag_decisions(self.profile, inv)
         if decisions:
             self._audit([{"event": "decision", "decision": dict(d.to_dict(), subcommand="update")}
                          for d in decisions], bundle)
-        if self.profile.mode != "enforce":
-            argv = list(self.inv.argv)
-            if res_file == "-":
-                self.stdin_data = raw
-        return self.spawn_runc(argv)
+        self.refuse_if_refused(decisions)
+        decided = new if self.profile.mode == "enforce" else res
+        beside = res_file if res_file and res_file != "-" else os.path.join(bundle, "config.json")
+        opts = {k: v for k, v in inv.options.items() if k in ("l3-cache-schema", "mem-bw-schema")}
+        self.runc_argv = inv.canonical({**opts, "resources": self.temp_json(beside, decided)}, [inv.args[0]])
+        return self.spawn_runc(self.runc_argv)
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(1 << 20)
+MAX_RESOURCES = 1 << 20
+
+
+def _id_args(cid: str) -> list[str]:
+    """A container id as the last argument: after `--` when runc would take it for a flag."""
+    return ["--", cid] if cid.startswith("-") else [cid]
+
+
+def read_go_json(path: str, what: str, schema: Any, data: bytes | None = None) -> Any:
+    """A JSON file (or `data`) read as runc's encoding/json reads it into `schema` (sandbox.gojson)."""
+    from . import gojson
+    from .bundle import _read_bytes
+    from .errors import BundleError, Location
+
+    loc = Location(file=path)
+    if data is None:
+        data = _read_bytes(path, what, MAX_RESOURCES * 16)
+    try:
+        doc = gojson.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{what} is not valid UTF-8 (byte {e.start})", location=loc) from None
+    except RecursionError:
+        raise BundleError(f"{what} is nested too deeply", location=loc) from None
+    except ValueError as e:
+        raise BundleError(f"invalid JSON: {e}", location=loc) from None
+    try:
+        return gojson.decode(doc, schema) or {}
+    except gojson.GoJSONError as e:
+        raise BundleError(f"{what} is refused: {e}", location=loc) from None
+
+
+def _private_dir(beside: str) -> str:
+    """Where a file runc will read can be written so that nobody but root can swap it.
+
+    The directory of `beside` if only root may write there (or it is sticky and ours), else
+    /run, else /tmp (root's and sticky): a writable directory would let someone rename a
+    different file into place between our write and runc's read.
+    """
+    import stat
+
+    for d in (os.path.dirname(os.path.abspath(beside)), "/run", "/tmp"):  # noqa: S108 - checked below
+        try:
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+                and (not st.st_mode & 0o022 or st.st_mode & stat.S_ISVTX)):
+            return d
+    raise SandboxError(f"no directory only root can write to near {beside} for runc's input file")
 
 
 def _write_temp_json(beside: str, data: Any) -> str:
-    """Write `data` to a new root-only file beside `beside` and return its path."""
+    """Write `data` to a new root-only file near `beside` and return its path."""
     from . import _fastjson
 
-    d = os.path.dirname(os.path.abspath(beside))
-    path = os.path.join(d, f".sandbox-{os.urandom(6).hex()}.json")
+    d = _private_dir(beside)
+    path = os.path.join(d, f".sandbox-{os.urandom(8).hex()}.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(_fastjson.dumps(data))

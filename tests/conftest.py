@@ -56,3 +56,14 @@ def c_dispatcher(tmp_path_factory):
     else:
         pytest.fail(f"{C_DISPATCHER_SRC} does not compile")
     return str(out)
+
+
+def script(name: str):
+    """scripts/<name>.py loaded as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"sandbox_script_{name}", os.path.join(ROOT, "scripts",
+                                                                                          f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -56,6 +56,15 @@ def e2e(_e2e_state):
     return runc
 
 
+@pytest.fixture(scope="module")
+def e2e_module(_e2e_state):
+    """`e2e` for module-scoped fixtures (one set of containers for a whole test module)."""
+    runc, reason = _e2e_state
+    if reason:
+        e2e_unavailable(reason)
+    return runc
+
+
 @pytest.fixture(scope="session")
 def demo_rootfs(_e2e_state):
     """Path of a busybox demo rootfs built once per session (needs the e2e preconditions).

@@ -202,3 +202,44 @@ def doctor_report(env=None):
     assert res.returncode == out["exit_code"], (res.returncode, out["summary"])
     out["by_name"] = {c["name"]: c for c in out["checks"]}
     return out
+
+
+CAPPED_PROFILE = """apiVersion: sandbox/v1
+kind: Profile
+name: capped
+extends: restricted
+resources:
+  memory: {max: 256Mi, default: 128Mi}
+  pids: {max: 100, default: 50}
+  cpu: {max: 500m, default: 250m}
+"""
+
+
+def capped_runc(tmp, runc, rootfs):
+    """A PrivateRunc whose default profile is `capped`: restricted (uid 1000, CAP_NET_BIND_SERVICE,
+    no_new_privileges) with memory 256Mi, pids 100 and 0.5 CPU maxima, no user namespace."""
+    os.chmod(tmp, 0o755)
+    pdir = tmp / "profiles"
+    pdir.mkdir(mode=0o755)
+    (pdir / "capped.yaml").write_text(CAPPED_PROFILE)
+    os.chmod(pdir / "capped.yaml", 0o644)
+    return PrivateRunc(tmp, runc, rootfs, default_profile="capped", profile_dirs=[str(pdir)])
+
+
+def running_container(env, rootfs, prefix, uid=1000):
+    """A container made by `env`'s sandbox-runc and started: `sleep 3600` as `uid`; (id, bundle path)."""
+    import json
+    import uuid
+
+    from sandbox.bundle import spec_for_rootfs
+
+    cfg = spec_for_rootfs(rootfs, ["sleep", "3600"])
+    cfg["process"]["user"] = {"uid": uid, "gid": uid}
+    cid = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    bundle = env.tmp / f"bundle-{cid}"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    res = env.run_shim("create", "--bundle", str(bundle), cid)
+    assert res.returncode == 0, res.stderr
+    subprocess.run([env.runc, "--root", env.root, "start", cid], check=True, timeout=60)
+    return cid, str(bundle)

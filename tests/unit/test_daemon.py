@@ -127,7 +127,8 @@ def test_create_through_the_daemon_is_hardened_and_audited(s):
     s.start_daemon()
     res = s.sandbox_runc("--root", "/r", "create", "--bundle", "bundle", "c1")
     assert res.returncode == 0, res.stderr
-    assert s.runc_calls() == ["--root /r create --bundle bundle c1"]  # runc got the engine's argv as given
+    # runc got the command line rebuilt from the parsed one: one occurrence per flag, the bundle absolute
+    assert s.runc_calls() == [f"--root=/r create --bundle={s.bundle} c1"]
     cfg = s.hardened()
     assert cfg["annotations"]["org.sandbox-runtime.profile.applied"].startswith("strict@")
     assert cfg["process"]["noNewPrivileges"] is True and cfg["linux"]["seccomp"]["defaultAction"]
@@ -195,7 +196,7 @@ def test_runc_exit_code_comes_back_and_a_failed_create_is_removed(s):
     s.start_daemon()
     res = s.sandbox_runc("--root", "/r", "create", "-b", "bundle", "c1", env={"FAKE_EXIT": "3"})
     assert res.returncode == 3
-    assert s.runc_calls() == ["--root /r create -b bundle c1", "--root /r delete --force c1"]
+    assert s.runc_calls() == [f"--root=/r create --bundle={s.bundle} c1", "--root=/r delete --force c1"]
     assert s.events()[-1] == "error"
 
 
@@ -221,7 +222,31 @@ def test_daemon_lost_before_the_outcome_removes_the_container_and_fails(s):
     proc = s.start_daemon()
     res = s.sandbox_runc("--root", "/r", "create", "-b", "bundle", "c1", env={"FAKE_KILL": str(proc.pid)})
     assert res.returncode == 1 and "did not record" in res.stderr
-    assert s.runc_calls() == ["--root /r create -b bundle c1", "--root /r delete --force c1"]
+    assert s.runc_calls() == [f"--root=/r create --bundle={s.bundle} c1", "--root=/r delete --force c1"]
+
+
+def test_daemon_hands_runc_the_rebuilt_command_line(s):
+    """Flags after the id, repeats, `=` forms: runc gets what sandbox read, once, and never the caller's argv."""
+    s.start_daemon()
+    res = s.sandbox_runc("-root", "/x", "--root=/r", "create", "c1", "--bundle", "elsewhere", "--bundle=bundle",
+                         "--pid-file", "p", "--no-pivot=false")
+    assert res.returncode == 0, res.stderr
+    assert s.runc_calls() == [f"--root=/r create --bundle={s.bundle} --pid-file=p --no-pivot=false c1"]
+    assert _served_by(s.records()) == ["daemon"]
+
+
+def test_daemon_refuses_a_flag_the_profile_refuses(s):
+    s.start_daemon()
+    res = s.sandbox_runc("--root", "/r", "create", "--bundle", "bundle", "--no-pivot", "c1")
+    assert res.returncode == 1 and "--no-pivot" in res.stderr and s.runc_calls() == []
+    refusals = [r["decision"] for r in s.records() if r.get("decision", {}).get("action") == "refuse"]
+    assert [d["pointer"] for d in refusals] == ["/create/--no-pivot"]
+
+
+def test_a_command_line_runc_refuses_is_refused_on_the_python_path(s):
+    s.start_daemon()
+    res = s.sandbox_runc("create", "-b", "bundle", "--bundle", "bundle", "c1")
+    assert res.returncode == 1 and "two forms" in res.stderr and s.runc_calls() == []
 
 
 def test_no_daemon_means_the_python_path(s):

@@ -6,8 +6,15 @@ import os
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from sandbox.runc_cli import parse
 from tests.conftest import SH_DISPATCHER
+from tests.runc_behaviours import ROWS, global_argvs
+
+# generated command lines per property; more with SANDBOX_ARGV_EXAMPLES=N
+EXAMPLES = int(os.environ.get("SANDBOX_ARGV_EXAMPLES") or 60)
 
 
 @pytest.fixture(params=["c", "sh"])
@@ -46,6 +53,31 @@ def test_passthrough_execs_runc_without_python(dispatcher, tmp_path, argv):
 def test_hardened_subcommands_go_to_python(dispatcher, tmp_path, argv):
     res = _dispatch(dispatcher, tmp_path, *argv)
     assert res.returncode == 127 and "/nonexistent/python" in res.stderr and "REAL" not in res.stdout
+
+
+def _routes(dispatcher, tmp_path, argv):
+    res = _dispatch(dispatcher, tmp_path, *argv)
+    if res.returncode == 127 and "/nonexistent/python" in res.stderr and "REAL" not in res.stdout:
+        return "hardened"
+    assert res.returncode == 0 and res.stdout == f"REAL {' '.join(argv)}\n", (argv, res.stdout, res.stderr)
+    return "passthrough"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: " ".join(r[0]) or "(empty)")
+def test_dispatchers_route_every_table_row_as_the_parser_does(dispatcher, tmp_path, row):
+    """An argv passed through as, say, `state` that runc runs as `exec` would be a bypass."""
+    argv = [a.replace("{root}", "/nonexistent/root") for a in row[0]]
+    assert _routes(dispatcher, tmp_path, argv) == parse(argv).route
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("SANDBOX_ARGV_EXAMPLES"),
+          suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@given(argv=global_argvs(st))
+def test_c_sh_and_python_route_generated_argv_alike(c_dispatcher, tmp_path, argv):
+    routes = {name: _routes(d, tmp_path, argv) for name, d in (("c", [c_dispatcher]),
+                                                               ("sh", ["/bin/sh", SH_DISPATCHER]))}
+    routes["python"] = parse(argv).route
+    assert len(set(routes.values())) == 1, (argv, routes)
 
 
 def test_refuses_to_loop(dispatcher, tmp_path):

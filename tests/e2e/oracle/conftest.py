@@ -31,6 +31,7 @@ def oracle(_e2e_state, demo_rootfs, probe_binary):
         yield o
     finally:
         COUNTS["all"] = dict(o.stats)
+        COUNTS["exec"] = dict(o.exec_stats)
         o.close()
         shutil.rmtree(o.workdir, ignore_errors=True)
 
@@ -43,13 +44,19 @@ def pytest_sessionfinish(session, exitstatus):
     line = (f"oracle: {tried} configs tried, {counts.get('refused', 0)} refused, {counts.get('ran', 0)} ran, "
             f"{counts.get('failed', 0)} failed in runc, {counts.get('breached', 0)} reached the canary, marker or "
             "more than the profile allows")
+    ex = COUNTS.get("exec", {})
+    ex_tried = sum(v for k, v in ex.items() if k in ("refused", "ran", "failed"))
+    ex_line = (f"oracle: {ex_tried} exec argv tried in running containers, {ex.get('refused', 0)} refused, "
+               f"{ex.get('ran', 0)} ran, {ex.get('failed', 0)} failed in runc or its parser, "
+               f"{ex.get('breached', 0)} reached the canary, marker or more than the profile allows")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(line)
+        reporter.write_line(ex_line)
     path = os.environ.get("SANDBOX_ORACLE_REPORT")
     if path:
         with open(path, "w") as f:
-            json.dump({**counts, "tried": tried}, f)
+            json.dump({**counts, "tried": tried, "exec": {**ex, "tried": ex_tried}}, f)
     path = os.environ.get("SANDBOX_ORACLE_TABLE")
     if path and RESULTS:
         with open(path, "w") as f:

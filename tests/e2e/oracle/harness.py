@@ -7,9 +7,11 @@ through any mount could create it too, and that is caught as well).
 
 `Oracle.run(config, profile, exec_argv=None)` writes `config` as a bundle and runs it with
 `sandbox-runc run` (or, with `exec_argv`, creates and starts it and runs `sandbox-runc exec
-<exec_argv> <id> /probe oracle NAME` in it).  The outcome is one of:
+<exec_argv> <id> /probe oracle NAME` in it).  `Oracle.exec(profile, exec_argv)` runs that exec in
+a container of `profile` kept running for the session (`/probe sleep`).  The outcome is one of:
 
-- `refused`: sandbox-runc said no (non-zero exit, "refused by sandbox" and a reason on stderr);
+- `refused`: sandbox-runc said no (non-zero exit, "refused by sandbox" and a reason on stderr; for
+  an exec command line or `--process` file, a `sandbox-runc:` line saying what is refused and why);
 - `ran`: the container ran /probe oracle to the end;
 - `failed`: sandbox let it through but runc (or the kernel) did not start it.
 
@@ -66,6 +68,8 @@ def _bounded_files() -> None:
 
 _CREDS = re.compile(r"^INFO name=creds(.*)$", re.M)
 _EXPOSED = re.compile(r"^ORACLE exposed=(\S+) content=(\S+)$", re.M)
+# sandbox-runc refusing a command line or --process file it will not guess the meaning of
+_REFUSED_INPUT = re.compile(r"^sandbox-runc: (.*\brefuse.*)$", re.M)
 _BLOCKDEV = re.compile(r"^ORACLE blockdev=(\S+) major=(\d+) minor=(\d+) readable=(\d)$", re.M)
 
 
@@ -84,7 +88,7 @@ class Result:
 
     @property
     def reason(self) -> str:
-        m = re.search(r"refused by sandbox profile \S+: (.*)", self.stderr)
+        m = re.search(r"refused by sandbox profile \S+: (.*)", self.stderr) or _REFUSED_INPUT.search(self.stderr)
         return m.group(1).strip() if m else ""
 
     def describe(self) -> str:
@@ -127,7 +131,9 @@ class Oracle:
         self.profile_dir = os.path.join(self.base, "profiles")
         os.mkdir(self.profile_dir, 0o755)
         self.stats: Counter[str] = Counter()
+        self.exec_stats: Counter[str] = Counter()  # Oracle.exec: argv tried in running containers
         self._profiles: dict[str, object] = {}
+        self._running: dict[str, str] = {}  # profile -> id of its long-lived container
 
     # -- set-up -------------------------------------------------------------------------------------
     def _rootfs(self, name: str, demo_rootfs: str, probe_binary: str) -> str:
@@ -196,6 +202,52 @@ class Oracle:
                            timeout=30)
 
     # -- one run ---------------------------------------------------------------------------------------
+    def _env(self, profile: str) -> dict:
+        env = {**os.environ, "SANDBOX_CONFIG": self._operator_config(profile), "SANDBOX_CACHE_DIR": self.cache,
+               "SANDBOX_DAEMON_SOCKET": "off"}
+        env.pop("SANDBOX_RUNC", None)
+        return env
+
+    def running(self, profile: str) -> str:
+        """The id of a container of `profile` running `/probe sleep`, created (through sandbox-runc)
+        on first use and kept for the session."""
+        if profile not in self._running:
+            cid = f"oracle-exec-{profile}-{uuid.uuid4().hex[:8]}"
+            bundle = tempfile.mkdtemp(prefix="run-", dir=self.bundles)
+            os.chmod(bundle, 0o711)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(self.base_config(profile, ["/probe", "sleep"]), f)
+            env = self._env(profile)
+            for args in (["create", "--bundle", bundle, cid], ["start", cid]):
+                rc, _, err = self._shim(args, env, 90)
+                if rc != 0:
+                    raise RuntimeError(f"sandbox-runc {args[0]} of the exec container under {profile}: {err}")
+            self._running[profile] = cid
+        return self._running[profile]
+
+    def exec(self, profile: str, exec_argv: list[str], tail: list[str] | None = None, timeout: int = 60) -> Result:
+        """`sandbox-runc exec <exec_argv> <id> <tail>` in the running container of `profile`, judged as
+        `run` judges; `tail` defaults to `/probe oracle NAME` (None after a `--process` file: pass [])."""
+        cid = self.running(profile)
+        tail = ["/probe", "oracle", self.name] if tail is None else tail
+        rc, out, err = self._shim(["exec", *exec_argv, cid, *tail], self._env(profile), timeout)
+        return self._verdict(rc, out, err, profile, self.exec_stats)
+
+    def _verdict(self, rc: int, out: str, err: str, profile: str, stats: Counter[str]) -> Result:
+        """The outcome of one run, judged, and counted in `stats`."""
+        if rc != 0 and ("refused by sandbox" in err or _REFUSED_INPUT.search(err)):
+            outcome = "refused"
+        elif rc == 0 and re.search(r"^DONE$", out, re.M):
+            outcome = "ran"
+        else:
+            outcome = "failed"
+        result = Result(outcome, rc, out, err)
+        self._judge(result, profile)
+        stats[outcome] += 1
+        if result.breaches:
+            stats["breached"] += 1
+        return result
+
     def run(self, config: dict, profile: str = "baseline", *, exec_argv: list[str] | None = None,
             bundle_setup=None, cid: str | None = None, timeout: int = 90) -> Result:
         """Run `config` under `profile` (a built-in name or a custom profile's name); see the module doc."""
@@ -206,9 +258,7 @@ class Oracle:
             bundle_setup(bundle)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
-        env = {**os.environ, "SANDBOX_CONFIG": self._operator_config(profile), "SANDBOX_CACHE_DIR": self.cache,
-               "SANDBOX_DAEMON_SOCKET": "off"}
-        env.pop("SANDBOX_RUNC", None)
+        env = self._env(profile)
         try:
             if exec_argv is None:
                 rc, out, err = self._shim(["run", "--bundle", bundle, cid], env, timeout)
@@ -218,18 +268,7 @@ class Oracle:
             subprocess.run([self.runc, "--root", self.runc_root, "delete", "-f", cid], capture_output=True,
                            timeout=30)
             shutil.rmtree(bundle, ignore_errors=True)
-        if rc != 0 and "refused by sandbox" in err:
-            outcome = "refused"
-        elif rc == 0 and re.search(r"^DONE$", out, re.M):
-            outcome = "ran"
-        else:
-            outcome = "failed"
-        result = Result(outcome, rc, out, err)
-        self._judge(result, profile)
-        self.stats[outcome] += 1
-        if result.breaches:
-            self.stats["breached"] += 1
-        return result
+        return self._verdict(rc, out, err, profile, self.stats)
 
     def run_plain(self, config: dict, *, capture: bool = True, timeout: int = 60) -> Result:
         """`config` under plain runc, no sandbox (the controls); judged as a run under baseline.
