@@ -21,23 +21,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class BuildScripts(build_scripts):
     def run(self) -> None:
-        super().run()  # copies bin/sandbox-runc (the sh twin) into place first
+        super().run()  # copies bin/sandbox-runc and bin/sandbox-nethook (the sh twins) into place first
         if os.environ.get("SANDBOX_NO_C_DISPATCHER"):
             return
-        src = os.path.join(HERE, "csrc", "sandbox-runc.c")
-        out = os.path.join(self.build_dir, "sandbox-runc")
-        cc = shlex.split(os.environ.get("CC") or "cc")
-        tmp = out + ".tmp"
         # static where libc.a is installed: no dynamic loader on every runc call (≈ 0.5 ms, 1.18× → 1.10×
         # of `runc state` here)
-        for flags in (["-static"], []):
+        self.compile("sandbox-runc", (["-static"], []))
+        # the network hook dlopen()s libnftables: dynamic
+        self.compile("sandbox-nethook", ([],))
+
+    def compile(self, name: str, variants: tuple[list[str], ...]) -> None:
+        src = os.path.join(HERE, "csrc", f"{name}.c")
+        out = os.path.join(self.build_dir, name)
+        cc = shlex.split(os.environ.get("CC") or "cc")
+        tmp = out + ".tmp"
+        for flags in variants:
             try:
                 subprocess.run([*cc, "-O2", "-Wall", *flags, "-o", tmp, src], check=True)
                 break
             except (OSError, subprocess.CalledProcessError) as e:
                 err = e
         else:
-            sys.stderr.write(f"warning: cannot compile {src} ({err}); installing the sh dispatcher instead\n")
+            sys.stderr.write(f"warning: cannot compile {src} ({err}); installing its sh twin instead\n")
             return
         os.chmod(tmp, 0o755)  # noqa: S103 - an installed program, as setuptools installs scripts
         os.replace(tmp, out)

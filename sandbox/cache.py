@@ -175,7 +175,8 @@ def _cached(kind: str, key: str, build: Callable[[], Any], to_plain: Callable[[A
 
 def profile_key(ref: str, search_dirs: tuple[str, ...] = ()) -> str:
     """The cache key of profile `ref`: a name resolves through the search directories, whose contents
-    may change, and falls back to this installation's built-in profiles (two installs share the cache)."""
+    may change, and falls back to this installation's built-in profiles (two installs share the cache);
+    the model's fields are part of it too (a cached profile of another shape is not ours)."""
     listing = []
     for d in search_dirs:
         try:
@@ -183,7 +184,7 @@ def profile_key(ref: str, search_dirs: tuple[str, ...] = ()) -> str:
         except OSError:
             listing.append((d, []))
     return repr((ref, os.getcwd() if "/" in ref and not ref.startswith("/") else "", listing,
-                 os.path.dirname(os.path.abspath(__file__))))
+                 os.path.dirname(os.path.abspath(__file__)), model_signature()))
 
 
 def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
@@ -198,6 +199,13 @@ def load_profile(ref: str, search_dirs: tuple[str, ...] = ()) -> Profile:
     key = profile_key(ref, search_dirs)
     profile: Profile = _cached("profile", key, build, to_plain, from_plain)
     return profile
+
+
+def model_signature() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The profile model's classes and their fields: a cached profile of another shape is not ours."""
+    from .profile import _MODEL
+
+    return tuple((name, cls.__record_fields__) for name, cls in _MODEL.items())  # type: ignore[attr-defined]
 
 
 def load_operator_config(path: str) -> OperatorConfig:

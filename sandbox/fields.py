@@ -177,6 +177,17 @@ class Strings(Kind):
         return {"type": "array", "items": self.item_schema}
 
 
+def mappings(c: Checker, value: Any, path: Path, what: str, item: str,
+             keys: tuple[str, ...]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each mapping of a list of mappings with its path, the list, the items and their keys checked."""
+    if not c.typed(value, path, list, what):
+        return
+    for i, m in enumerate(value):
+        if c.typed(m, (*path, i), dict, item):
+            c.keys(m, (*path, i), keys)
+            yield (*path, i), m
+
+
 def check_abs_path(c: Checker, value: Any, path: Path) -> None:
     if not isinstance(value, str) or not value.startswith("/"):
         c.err(path, "expected an absolute path")
@@ -267,15 +278,10 @@ class IdMappings(Kind):
     KEYS = ("container_id", "host_id", "size")
 
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if not c.typed(value, path, list, "a list of mappings"):
-            return
-        for i, m in enumerate(value):
-            mp = (*path, i)
-            if not c.typed(m, mp, dict, "a mapping with container_id, host_id, size"):
-                continue
-            c.keys(m, mp, self.KEYS)
+        for mp, m in mappings(c, value, path, "a list of mappings", "a mapping with container_id, host_id, size",
+                              self.KEYS):
             for f in self.KEYS:
-                val = m.get(f)
+                val: Any = m.get(f)
                 if not _is_int(val) or val < 0 or val > 2**32 - 1:
                     c.err((*mp, f), "expected an id from 0 to 4294967295")
             if m.get("size") == 0:
@@ -483,13 +489,8 @@ class Tmpfs(Kind):
     KEYS = ("path", "size", "options", "mode")
 
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if not c.typed(value, path, list, "a list of tmpfs mounts"):
-            return
-        for i, t in enumerate(value):
-            tp = (*path, i)
-            if not c.typed(t, tp, dict, "a mapping with path, size, options"):
-                continue
-            c.keys(t, tp, self.KEYS)
+        for tp, t in mappings(c, value, path, "a list of tmpfs mounts", "a mapping with path, size, options",
+                              self.KEYS):
             check_abs_path(c, t.get("path"), (*tp, "path"))
             if "size" in t and parse_size(t["size"]) is None:
                 c.err((*tp, "size"), f"expected a size such as 64Mi, got {t['size']!r}")
@@ -581,6 +582,157 @@ class LimitKind(Kind):
 
     def keys(self) -> tuple[str, ...]:
         return ("max", "default")
+
+
+# --- network ---------------------------------------------------------------------------------
+
+def _check_network(c: Checker, value: Any, path: Path, *, node: bool = False) -> str | None:
+    """The canonical form of a network (`10.0.0.0/8`, `fd00::/8`; an address is a /32 or /128)."""
+    import ipaddress
+
+    if node and value == "node":
+        return "node"
+    what = "an address or network such as 10.0.0.0/8 or fd00::/8" + (", or node" if node else "")
+    if not isinstance(value, str) or "%" in value:
+        c.err(path, f"expected {what}, got {value!r}")
+        return None
+    try:
+        ipaddress.ip_network(value, strict=True)
+        return value
+    except ValueError as e:
+        try:
+            loose = str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            c.err(path, f"expected {what}, got {value!r}", "did you mean 'node'?" if node and
+                  tables.did_you_mean(value, ["node"]) else None)
+            return None
+        c.err(path, f"{value} has host bits set ({e})", f"did you mean {loose!r}?")
+        return None
+
+
+def _parse_port(value: Any) -> tuple[int, int] | None:
+    if _is_int(value):
+        return (value, value) if 1 <= value <= 65535 else None
+    if isinstance(value, str):
+        lo, sep, hi = value.strip().partition("-")
+        if lo.strip().isdigit() and (not sep or hi.strip().isdigit()):
+            a, b = int(lo), int(hi) if sep else int(lo)
+            return (a, b) if 1 <= a <= b <= 65535 else None
+    return None
+
+
+class NetRules(Kind):
+    """An allow-list of `{cidr, ports, protocol}`; absent: the direction is not filtered."""
+
+    KEYS = ("cidr", "ports", "protocol")
+
+    def check(self, c: Checker, value: Any, path: Path) -> None:
+        for rp, r in mappings(c, value, path, "a list of {cidr, ports, protocol} (an empty list allows nothing)",
+                              "a mapping with cidr, ports and/or protocol", self.KEYS):
+            if "cidr" in r:
+                _check_network(c, r["cidr"], (*rp, "cidr"))
+            proto = r.get("protocol")
+            if "protocol" in r and proto not in ("tcp", "udp", "icmp"):
+                c.err((*rp, "protocol"), f"must be 'tcp', 'udp' or 'icmp', got {proto!r}",
+                      _hint(str(proto).lower(), ("tcp", "udp", "icmp")))
+            if "ports" in r and c.typed(r["ports"], (*rp, "ports"), list, "a list of ports and ranges"):
+                if proto == "icmp":
+                    c.err((*rp, "ports"), "icmp has no ports")
+                if not r["ports"]:
+                    c.err((*rp, "ports"), "an empty list of ports matches nothing; leave the key out for every port")
+                for j, port in enumerate(r["ports"]):
+                    if _parse_port(port) is None:
+                        c.err((*rp, "ports", j), f"expected a port from 1 to 65535 or a range such as 8000-8100, "
+                              f"got {port!r}")
+
+    def build(self, value: Any) -> Any:
+        from .netrules import canonical_network, merge_ports
+        from .profile import NetRule
+
+        if value is None:
+            return None
+        out = []
+        for r in value:
+            ports = merge_ports([p for p in (_parse_port(x) for x in r.get("ports", [])) if p])
+            out.append(NetRule(cidr=canonical_network(r["cidr"]) or "" if "cidr" in r else "",
+                               protocol=r.get("protocol", "tcp" if ports else ""), ports=ports))
+        return tuple(out)
+
+    def schema(self) -> dict[str, Any]:
+        port = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 65535},
+                          {"type": "string", "pattern": r"^\d{1,5}(-\d{1,5})?$"}]}
+        return {"type": "array", "items": _obj({"cidr": {"type": "string"},
+                                                "ports": {"type": "array", "items": port, "minItems": 1},
+                                                "protocol": {"enum": ["tcp", "udp", "icmp"]}})}
+
+    def keys(self) -> tuple[str, ...]:
+        return self.KEYS
+
+
+class Resolvers(Kind):
+    """DNS server addresses; absent: the nameservers of the bundle's resolv.conf."""
+
+    def check(self, c: Checker, value: Any, path: Path) -> None:
+        import ipaddress
+
+        for i, addr in enumerate(c.str_list(value, path)):
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                c.err((*path, i), f"expected an IP address such as 10.96.0.10 or fd00::53, got {addr!r}")
+
+    def build(self, value: Any) -> Any:
+        from .netrules import canonical_network
+
+        if value is None:
+            return None
+        return tuple(dict.fromkeys((canonical_network(a) or a).rpartition("/")[0] for a in value))
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string"}}
+
+
+class DenyRanges(Kind):
+    """Networks, and `node` for the node's own addresses."""
+
+    def check(self, c: Checker, value: Any, path: Path) -> None:
+        if c.typed(value, path, list, "a list of networks (and node)"):
+            for i, v in enumerate(value):
+                _check_network(c, v, (*path, i), node=True)
+
+    def build(self, value: Any) -> tuple[str, ...]:
+        from .netrules import canonical_network
+
+        return tuple(dict.fromkeys(v if v == "node" else canonical_network(v) or v for v in value))
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string"}}
+
+
+def _rule_list_changes(direction: str) -> Callable[[Profile, Profile], Iterator[Finding]]:
+    def compare(old: Profile, new: Profile) -> Iterator[Finding]:
+        from .netrules import describe_rule
+
+        a, b = getattr(old.network, direction), getattr(new.network, direction)
+        name = f"network.{direction}"
+        if a is None and b is not None:
+            yield ("tighten", name, f"now an allow-list ({len(b)} entries); everything else is dropped")
+        elif a is not None and b is None:
+            yield ("loosen", name, "no longer filtered")
+        elif a is not None and b is not None:
+            yield from member_changes(name, [describe_rule(r) for r in a], [describe_rule(r) for r in b],
+                                      "allowed")
+    return compare
+
+
+def _dns_changes(old: Profile, new: Profile) -> Iterator[Finding]:
+    a, b = old.network.dns, new.network.dns
+    if a is None and b is not None:
+        yield ("tighten", "network.dns", f"resolvers pinned to {', '.join(b) or 'none'} (was: the bundle's)")
+    elif a is not None and b is None:
+        yield ("loosen", "network.dns", "resolvers taken from the bundle's resolv.conf (were pinned)")
+    elif a is not None and b is not None:
+        yield from member_changes("network.dns", a, b, "resolvers")
 
 
 def _obj(props: dict[str, Any], desc: str = "") -> dict[str, Any]:
@@ -951,6 +1103,23 @@ FIELDS: tuple[Field, ...] = (
           Members("sysctls"), default_doc="Kubernetes' safe set"),
     Field(("hooks", "allow"), AbsPaths(), [], "host paths of hook binaries (symlinks resolved)", Members("hooks")),
     Field(("hooks", "allow_engine_hooks"), Bool(), True, "the engines' own hooks pass", Flag(False)),
+    # network
+    Field(("network", "egress"), NetRules(), ABSENT, _lines(
+        "allow-list of `{cidr, ports, protocol}` for connections the container opens; once given, everything",
+        "else is dropped (`[]`: nothing but DNS); `cidr` absent: anywhere; `ports`: numbers or ranges such as",
+        "`8000-8100`; `protocol`: `tcp` (the default when ports are given), `udp` or `icmp`"),
+        Custom(_rule_list_changes("egress"), "removed, or an entry added"), default_doc="not filtered"),
+    Field(("network", "ingress"), NetRules(), ABSENT, _lines(
+        "allow-list of `{cidr, ports, protocol}` for connections to the container (`cidr`: the peer,",
+        "`ports`: the container's); once given, everything else is dropped"),
+        Custom(_rule_list_changes("ingress"), "removed, or an entry added"), default_doc="not filtered"),
+    Field(("network", "dns"), Resolvers(), ABSENT, _lines(
+        "the resolvers the container may query (udp and tcp port 53), even inside `deny_always`"),
+        Custom(_dns_changes, "removed (the bundle's then count), or a resolver added"),
+        default_doc="the bundle's `resolv.conf`"),
+    Field(("network", "deny_always"), DenyRanges(), [], _lines(
+        "networks the container may never connect to whatever the lists say, and `node` (the node's own",
+        "addresses)"), Members("ranges never reachable", more="tighter"), merge="additive"),
     # process
     Field(("process", "oom_score_adj_min"), OomScoreAdj(), None,
           "`process.oomScoreAdj` is raised to at least this (a negative score shields a container from the OOM "

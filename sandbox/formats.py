@@ -121,3 +121,11 @@ def outcome_json(profile: Profile, outcome: Outcome) -> dict[str, Any]:
         "verdict": "refused" if outcome.refusals else "allowed",
         "decisions": [d.to_dict() for d in outcome.decisions],
     }
+
+
+def network_rules_text(outcome: Outcome) -> str:
+    """The nftables rules the container would get (nft syntax, with their SHA-256), or ""."""
+    for d in outcome.decisions:
+        if d.control == "network" and isinstance(d.after, dict) and "ruleset" in d.after:
+            return f"network rules (sha256 {d.after['sha256']}):\n{d.after['ruleset']}"
+    return ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .hostfacts import Executable, HostFacts, RootfsFacts
+from .hostfacts import NETWORK_HOOK, Executable, HostFacts, RootfsFacts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,10 +27,11 @@ _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 _EXPOSED = ("root", "bind", "overlay", "mount-source", "listener", "criu-config")
 _S_ISVTX = 0o1000
 
-# sandbox's own hook programs (installed beside the sandbox entry points), by file name.  The
-# network set-up adds its createRuntime hook here; a hook is sandbox's own only when its resolved
-# path is one of these and it, and every directory above it, is owned by root and not writable by others.
-OWN_HOOK_PROGRAMS: tuple[str, ...] = ()
+# sandbox's own hook programs (installed beside the sandbox entry points), by file name: the
+# network policy's createRuntime hook (sandbox/nethook.py).  A hook is sandbox's own only when its
+# resolved path is one of these and it, what it runs (the Python interpreter beside it, the shell of
+# a #! launcher) and every directory above them are owned by root and not writable by others.
+OWN_HOOK_PROGRAMS: tuple[str, ...] = (NETWORK_HOOK,)
 
 
 def cgroup_version(root: str = "/sys/fs/cgroup") -> str:
@@ -209,14 +210,29 @@ def _device_node(real: str) -> tuple[str, int, int] | None:
     return kind, os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
-def own_hooks(owners: _Owners) -> frozenset[str]:
+def own_hooks(owners: _Owners, here: str | None = None) -> frozenset[str]:
+    """The resolved paths of sandbox's own hook programs installed in `here` (default: beside the
+    running interpreter, i.e. this installation) that can be trusted to run as root."""
     import sys
 
-    here = os.path.dirname(sys.executable)
+    here = here or os.path.dirname(sys.executable)
     out = set()
     for name in OWN_HOOK_PROGRAMS:
         real = _realpath(os.path.join(here, name))
-        if real is not None and owners.trusted(real):
+        if real is None or not owners.trusted(real):
+            continue
+        runs = [os.path.join(os.path.dirname(real), "python3")]  # the hook hands work to Python beside it
+        try:
+            with open(real, "rb") as f:
+                line = f.read(128)
+        except OSError:
+            continue
+        shebang = line[2:].split(b"\n")[0].split() if line.startswith(b"#!") else []
+        if line.startswith(b"#!") and not shebang:
+            continue
+        runs += [shebang[0].decode("utf-8", "replace")] if shebang else []
+        deps = [_realpath(d) for d in runs if os.path.lexists(d)]
+        if all(d is not None and owners.trusted(d) for d in deps):
             out.add(real)
     return frozenset(out)
 
@@ -320,13 +336,15 @@ def _replace_facts(facts: RootfsFacts, **changes: Any) -> RootfsFacts:
 def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
           container_id: str = "", named_root: str = "", named_root_subtree: bool = False, *,
           userns: bool = False, id_range: IdMapping | None = None, pod_userns: str | None = None,
-          engine_dirs: tuple[str, ...] = ()) -> HostFacts:
+          engine_dirs: tuple[str, ...] = (), network: bool = False) -> HostFacts:
     """Facts the transform needs about this host and about the host paths `config` names.
 
     `named_root`: a rootfs (or, with `named_root_subtree`, a bundle directory) named on sandbox's
     own command line.  `userns`: the profile adds a user namespace, so the rootfs and the ownership
     of the namespaces the bundle joins are probed too.  `id_range`, `pod_userns` and `engine_dirs`
-    are handed through (the edge allocated or discovered them)."""
+    are handed through (the edge allocated or discovered them).  `network`: the profile has a network
+    section, so the facts its rules need (resolvers, the node's addresses, sandbox's own hook
+    program) are probed too."""
     from .transform.hostpath import named_host_paths
 
     config = config or {}
@@ -399,7 +417,9 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
     if userns and isinstance(root, str) and root:
         rootfs = rootfs_facts(root if os.path.isabs(root) else os.path.join(bundle or ".", root))
     owner, missing, symlinks = _rootfs_facts(config, bundle)
+    net: dict[str, Any] = network_facts(config, bundle_dir) if network else {}
     return HostFacts(
+        **net,
         arch=os.uname().machine,
         cgroup_version=cgroup_version(),
         apparmor=_read("/sys/module/apparmor/parameters/enabled") == "Y",
@@ -415,7 +435,7 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
         namespace_kinds=kinds,
         userns_maps_host_root=maps_root,
         engine_dirs=engine_dirs,
-        own_hooks=own_hooks(owners) if hooks else frozenset(),
+        own_hooks=own_hooks(owners) if hooks or network else frozenset(),
         rootfs_symlinks=symlinks,
         missing_in_rootfs=missing,
         rootfs_owner_uid=owner,
@@ -468,3 +488,117 @@ def swap_accounting(root: str = "/sys/fs/cgroup") -> bool:
     if cgroup_version(root) == "v2":
         return True  # memory.swap.max exists wherever the kernel has swap support
     return os.path.exists(os.path.join(root, "memory", "memory.memsw.limit_in_bytes"))
+
+
+# --- network policy facts ------------------------------------------------------------------------
+
+MAX_RESOLV_CONF = 64 * 1024
+
+
+def network_facts(config: dict[str, Any], bundle_dir: str | None) -> dict[str, Any]:
+    """The bundle's resolvers and the node's addresses (sandbox's own hook program is `own_hooks`)."""
+    resolvers, source = bundle_resolvers(config, bundle_dir)
+    return {"resolvers": resolvers, "resolvers_source": source, "node_addresses": node_addresses()}
+
+
+def bundle_resolvers(config: dict[str, Any], bundle_dir: str | None) -> tuple[tuple[str, ...], str]:
+    """The nameservers of the resolv.conf the container will see, and where it was read.
+
+    That is the source of the last bind mount at /etc/resolv.conf (engines bind their own file
+    there), else the rootfs's /etc/resolv.conf, read without following a symlink out of it.
+    The text is the bundle author's: only well-formed addresses come out of it.
+    """
+    source = ""
+    for m in config.get("mounts") or []:
+        if (isinstance(m, dict) and isinstance(m.get("destination"), str) and isinstance(m.get("source"), str)
+                and m["source"].startswith("/") and os.path.normpath(m["destination"]) == "/etc/resolv.conf"):
+            source = m["source"]
+    try:
+        if source:
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            root = (config.get("root") or {}).get("path")
+            if not isinstance(root, str) or not root:
+                return (), ""
+            source = os.path.join(root if os.path.isabs(root) else os.path.join(bundle_dir or ".", root),
+                                  "etc", "resolv.conf")
+            fd = _open_beneath(os.path.dirname(os.path.dirname(source)), ("etc", "resolv.conf"))
+    except OSError:
+        return (), ""
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return (), ""
+        data = os.read(fd, MAX_RESOLV_CONF)
+    except OSError:
+        return (), ""
+    finally:
+        os.close(fd)
+    return parse_resolv_conf(data.decode("utf-8", "replace")), source
+
+
+def _open_beneath(root: str, parts: tuple[str, ...]) -> int:
+    """Open root/parts... refusing symlinks at every step (a rootfs is written by the bundle's author)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            nxt = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return fd
+    except OSError:
+        os.close(fd)
+        raise
+
+
+def parse_resolv_conf(text: str) -> tuple[str, ...]:
+    from .netrules import canonical_network
+
+    out: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            canon = canonical_network(words[1].partition("%")[0])
+            if canon and canon.rpartition("/")[0] not in out:
+                out.append(canon.rpartition("/")[0])
+    return tuple(out[:16])
+
+
+def node_addresses(proc: str = "/proc") -> tuple[str, ...]:
+    """This node's own addresses, as the kernel of its network namespace lists them; loopback left out.
+
+    IPv4: the `/32 host LOCAL` entries of /proc/net/fib_trie; IPv6: /proc/net/if_inet6.
+    """
+    from .netrules import canonical_network, format_address
+
+    out: list[str] = []
+    try:
+        with open(os.path.join(proc, "net", "fib_trie"), encoding="ascii", errors="replace") as f:
+            last = ""
+            for line in f:
+                text = line.strip()
+                if text.startswith("|-- "):
+                    last = text[4:]
+                elif text == "/32 host LOCAL" and last and not last.startswith("127."):
+                    canon = canonical_network(last)
+                    if canon and canon[:-3] not in out:
+                        out.append(canon[:-3])
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(proc, "net", "if_inet6"), encoding="ascii", errors="replace") as f:
+            for line in f:
+                words = line.split()
+                if words and len(words[0]) == 32:
+                    try:
+                        addr = format_address(6, int(words[0], 16))
+                    except ValueError:
+                        continue
+                    if addr != "::1" and addr not in out:
+                        out.append(addr)
+    except OSError:
+        pass
+    return tuple(out)

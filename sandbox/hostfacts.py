@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
     from .profile import IdMapping
 
+# The file name of sandbox's own network hook program (sandbox/nethook.py, csrc/sandbox-nethook.c),
+# installed beside sandbox's entry points: one of host.OWN_HOOK_PROGRAMS.
+NETWORK_HOOK = "sandbox-nethook"
 
 @record
 class RootfsFacts:
@@ -101,3 +104,9 @@ class HostFacts:
     # userns probed: bind sources -> the per-mount flags of the mount holding each (nosuid, nodev,
     # noexec, atime...), which the kernel locks for a less privileged mount namespace
     source_mount_flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # For a profile with a network section (probed only then): the nameservers of the bundle's
+    # resolv.conf and where they were read ("" when none could be), and this node's own addresses
+    # (loopback excepted), all in canonical form.  sandbox's own hook program is in `own_hooks`.
+    resolvers: tuple[str, ...] = ()
+    resolvers_source: str = ""
+    node_addresses: tuple[str, ...] = ()

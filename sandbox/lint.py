@@ -260,6 +260,66 @@ def extra_mount_types(p: Profile) -> Iterator[Finding]:
         yield _f("SBX019", f"mounts of type {t} are allowed")
 
 
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")  # AWS, GCP, Azure, OpenStack; AWS over IPv6
+
+
+def _egress_reaches(p: Profile, address: str) -> bool:
+    """Whether a new connection to `address` could pass the profile's network rules."""
+    from .netrules import contains
+
+    net = p.network
+    if any(d != "node" and contains(d, address) for d in net.deny_always):
+        return False
+    return net.egress is None or any(not r.cidr or contains(r.cidr, address) for r in net.egress)
+
+
+@rule("SBX020", "medium", "network.deny_always")
+def metadata_reachable(p: Profile) -> Iterator[Finding]:
+    """SBX020 cloud metadata service reachable.
+
+    169.254.169.254 (and fd00:ec2::254) hands out the node's cloud credentials to
+    whoever asks.  Fix: `network.deny_always: [169.254.0.0/16, fe80::/10]`, as
+    `restricted` does.
+    """
+    for addr in METADATA_ADDRESSES:
+        if _egress_reaches(p, addr):
+            yield _f("SBX020", f"the cloud metadata service at {addr} is reachable")
+
+
+@rule("SBX021", "medium", "network.deny_always")
+def node_reachable(p: Profile) -> Iterator[Finding]:
+    """SBX021 the node is reachable.
+
+    Without `node` in `network.deny_always` a container can connect to the node's
+    own services (the kubelet, an engine's API, databases bound to the host).
+    """
+    if "node" not in p.network.deny_always and (p.network.egress is None or p.network.egress):
+        yield _f("SBX021", "the node's own addresses are reachable (add node to deny_always)")
+
+
+@rule("SBX022", "low", "network.egress")
+def egress_unfiltered(p: Profile) -> Iterator[Finding]:
+    """SBX022 egress not filtered.
+
+    Without a `network.egress` allow-list a compromised container can connect to any
+    address its network reaches: other pods, internal services, the internet.
+    """
+    if p.network.egress is None:
+        yield _f("SBX022", "no egress allow-list: connections to any address are allowed")
+
+
+@rule("SBX023", "medium", "network.egress")
+def egress_everything(p: Profile) -> Iterator[Finding]:
+    """SBX023 an egress entry allows everything.
+
+    An entry without `cidr` (or with a /0) and without `ports` and `protocol` turns
+    the allow-list into an allow-all.
+    """
+    for r in p.network.egress or ():
+        if (not r.cidr or r.cidr.endswith("/0")) and not r.ports and not r.protocol:
+            yield _f("SBX023", f"the entry {r.cidr or 'anywhere'} allows every protocol and port")
+
+
 def lint(profile: Profile) -> list[Finding]:
     return [f for _, _, fn in RULES for f in fn(profile)]
 

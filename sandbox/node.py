@@ -19,7 +19,16 @@ from typing import Any
 
 from .errors import InspectError, SandboxError
 from .node_report import NodeReport, Row, classify, provenance
-from .verify import Check, Evidence, Expected, OtherProcess, SeccompFilters, check_all, expected_from_config
+from .verify import (
+    NFT_RULESET,
+    Check,
+    Evidence,
+    Expected,
+    OtherProcess,
+    SeccompFilters,
+    check_all,
+    expected_from_config,
+)
 
 
 class Host:
@@ -75,7 +84,21 @@ def collect(pid: int, expected: Expected, host: Host, filters: Mapping[int, Any]
                 continue  # it exited meanwhile: nothing left to hold anything
         others = tuple(others_list)
     return Evidence(expected, state, limits, host.namespaces, absent, joined, host.cap_last_cap,
-                    host.seccomp(pid, filters), others)
+                    host.seccomp(pid, filters), others, _network_facts(pid, expected))
+
+
+def _network_facts(pid: int, expected: Expected) -> dict[str, Any]:
+    """The live nftables ruleset of the container's network namespace, when its config carries rules."""
+    from .netrules import ANNOTATION
+
+    if ANNOTATION not in expected.annotations:
+        return {}
+    from .nethook import live_ruleset
+
+    try:
+        return {NFT_RULESET: live_ruleset(pid)}
+    except InspectError:
+        return {NFT_RULESET: None}
 
 
 def check_process(pid: int, expected_config: dict[str, Any], *, all_processes: bool = False) -> list[Check]:

@@ -118,6 +118,30 @@ class HookPolicy:
 
 
 @record
+class NetRule:
+    """One allow-list entry: traffic to (egress) or from (ingress) `cidr` on `ports` over `protocol`."""
+
+    cidr: str = ""  # a network in canonical form ("10.0.0.0/8", "fd00::/64", "192.0.2.1/32"); "": anywhere
+    protocol: str = ""  # tcp | udp | icmp; "": any
+    ports: tuple[tuple[int, int], ...] = ()  # inclusive ranges, merged and sorted; (): every port
+
+
+@record
+class NetworkPolicy:
+    """What the container's network namespace lets through (nftables, loaded by sandbox's own hook)."""
+
+    egress: tuple[NetRule, ...] | None = None  # None: not filtered; a tuple: allow-list, the rest dropped
+    ingress: tuple[NetRule, ...] | None = None
+    dns: tuple[str, ...] | None = None  # resolver addresses; None: the nameservers of the bundle's resolv.conf
+    deny_always: tuple[str, ...] = ()  # networks never reachable whatever the lists say, and "node"
+
+    @property
+    def enforced(self) -> bool:
+        """Whether any rule needs loading (a profile without a network section loads none)."""
+        return self.egress is not None or self.ingress is not None or bool(self.deny_always)
+
+
+@record
 class ProcessPolicy:
     oom_score_adj_min: int | None = None  # process.oomScoreAdj is raised to at least this
     rlimits: tuple[tuple[str, int], ...] = ()  # (RLIMIT_*, maximum for soft and hard)
@@ -147,6 +171,7 @@ class Profile:
     devices: DevicePolicy = DevicePolicy()
     sysctls: SysctlPolicy = SysctlPolicy()
     hooks: HookPolicy = HookPolicy()
+    network: NetworkPolicy = NetworkPolicy()
     lsm: LsmPolicy = LsmPolicy()
     process: ProcessPolicy = ProcessPolicy()
     unknown_config_fields: str = "refuse"  # refuse | warn: config.json fields outside sandbox's table
@@ -162,7 +187,8 @@ class Profile:
 
 _MODEL: dict[str, type] = {c.__name__: c for c in (
     IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
-    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, ProcessPolicy, LsmPolicy, Profile)}
+    ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, NetRule, NetworkPolicy, ProcessPolicy, LsmPolicy,
+    Profile)}
 
 
 def to_plain(obj: Any) -> Any:

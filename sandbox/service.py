@@ -51,7 +51,8 @@ def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, con
     from .host import probe
     from .transform import apply
 
-    return apply(profile, config, probe(config, bundle_dir, container_id, named_root, named_root_subtree, **facts))
+    return apply(profile, config, probe(config, bundle_dir, container_id, named_root, named_root_subtree,
+                                        network=profile.network.enforced, **facts))
 
 
 def harden_with_engine_dirs(op: Any, profile: Profile, config: dict[str, Any], bundle_dir: str | None,

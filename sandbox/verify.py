@@ -140,6 +140,10 @@ class OtherProcess:
     seccomp: SeccompFilters | None = None
 
 
+# Evidence.facts key: `nft -j list ruleset` inside the container's network namespace (None: not readable)
+NFT_RULESET = "nft_ruleset"
+
+
 @dataclass(frozen=True)
 class Evidence:
     """Everything the kernel told us about one container, for the controls to judge.
@@ -675,9 +679,14 @@ def _processes(ev: Evidence) -> list[Check]:
 
 # The controls, one function each, in report order.  A control added later (its own function over
 # `Evidence`) is appended here.
+def _network(ev: Evidence) -> list[Check]:
+    checked = network_check(ev.expected.annotations, ev.facts.get(NFT_RULESET))
+    return [checked] if checked else []
+
+
 CONTROLS: list[Callable[[Evidence], list[Check]]] = [
     _capabilities, _no_new_privileges, _seccomp_checks, _user_ids, _namespaces, _filesystem, _resources,
-    _processes,
+    _processes, _network,
 ]
 
 
@@ -736,3 +745,36 @@ def format_text(checks: Collection[Check]) -> str:
 
 def to_json(checks: Collection[Check]) -> list[dict[str, str]]:
     return [c.to_dict() for c in checks]
+
+
+def network_check(annotations: Mapping[str, Any], listing: dict[str, Any] | None) -> Check | None:
+    """The live nftables rules of the container's network namespace against the ruleset its config's
+    `annotations` carry; None when they carry none (no network section in the profile, or a pod
+    member, which joins its pod's namespace and the rules of the pod's sandbox container).
+
+    `listing`: `nft -j list ruleset` run inside that namespace (read by the edge), None when it
+    could not be read.  Handles and counter values are ignored; any other difference fails.
+    """
+    from . import _fastjson, netrules
+
+    text = annotations.get(netrules.ANNOTATION)
+    if not isinstance(text, str):
+        return None
+    try:
+        want = netrules.normalize(_fastjson.loads(text))
+    except ValueError:
+        return Check("network", "FAIL", "a readable ruleset", "unreadable", f"the {netrules.ANNOTATION} annotation "
+                     "is not a ruleset")
+    shown = f"table inet sandbox, sha256 {netrules.digest(_fastjson.loads(text))[:16]}"
+    if listing is None:
+        return Check("network", "FAIL", shown, "unreadable", "the container's rules could not be read")
+    got = netrules.normalize(listing)
+    if got == want:
+        rules = sum(len(r) for _, r in want.values())
+        return Check("network", "PASS", shown, "the same rules", f"{rules} rules in force in the kernel")
+    if not netrules.has_table(listing):
+        return Check("network", "FAIL", shown, "no table", "no table inet sandbox in the container's network namespace")
+    for chain in sorted(set(want) | set(got)):
+        if want.get(chain) != got.get(chain):
+            return Check("network", "FAIL", shown, "other rules", f"chain {chain} differs from the profile's")
+    return Check("network", "FAIL", shown, "other rules", "the rules differ from the profile's")

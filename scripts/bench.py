@@ -69,10 +69,12 @@ ENGINE_MAX_RATIO = 1.10  # podman run with sandbox-runc vs with runc
 TRANSFORM_MAX_P50_MS = 2.0  # transform.apply(strict) p50, in-process
 RSS_MAX_MIB = 40.0  # peak RSS of `sandbox-runc create`
 VERIFY_MAX_S_PER_100 = 5.0  # `sandbox verify --all` over a node of 100 running containers (issue 15)
+NETWORK_MAX_SLOWDOWN = 0.05  # throughput in a netns with a 20-rule network ruleset vs without
+NETWORK_RULES = 20
 
 SH_TWIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-runc")
 
-SECTIONS = ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory", "verify")
+SECTIONS = ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory", "verify", "network")
 # runc roots laid out as each engine lays them out (under the bench's temporary directory):
 # podman and plain runc share runc's own layout; Docker's is <exec-root>/runtime-<runtime>/<namespace>;
 # containerd's (ctr, CRI) <runc root>/<namespace>.
@@ -399,6 +401,100 @@ int main(int argc, char **argv) {
     fprintf(f, "%ld %d\n", ru.ru_maxrss, code);
     fclose(f);
     return code;
+}
+"""
+
+# netbench: throughput in the current network namespace, for the network section.
+#   netbench tcp SECS            TCP stream over 127.0.0.1 (64 KiB writes) to a forked reader: bytes/s
+#   netbench udp ADDR SECS       64-byte datagrams to ADDR with a forked drain: datagrams/s
+#   netbench udpsend ADDR SECS   the same without the drain (it runs elsewhere)
+#   netbench udprecv ADDR SECS   drain datagrams sent to ADDR for SECS
+# Counted where they are sent (on lo and a veth the receive path, input hook included, runs in
+# the sender's context too), in BLOCKS equal blocks; the fastest block is printed, which a
+# neighbour stealing the CPU for part of the run does not lower (as the syscall section does).
+NETBENCH_C = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLOCKS 10
+static char buf[65536];
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+
+static socklen_t address(const char *addr, struct sockaddr_storage *ss) {
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss; struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET; s4->sin_port = htons(17999); return sizeof *s4;
+    }
+    if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6; s6->sin6_port = htons(17999); return sizeof *s6;
+    }
+    exit(2);
+}
+
+static int bound(int type, struct sockaddr_storage *ss, socklen_t len) {
+    int fd = socket(ss->ss_family, type, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)ss, len) != 0) { perror("bind"); exit(3); }
+    return fd;
+}
+
+static void drain(int fd, double secs) {
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    double t0 = now();
+    while (now() - t0 < secs && recv(fd, buf, sizeof buf, 0) >= 0) {}
+}
+
+/* the fastest of BLOCKS blocks, in units (bytes or datagrams) per second */
+static double send_for(int fd, size_t chunk, double secs, int bytes) {
+    double best = 0;
+    for (int b = 0; b < BLOCKS; b++) {
+        long long n = 0; double t0 = now(), dt;
+        while ((dt = now() - t0) < secs / BLOCKS)
+            for (int i = 0; i < 16; i++) { ssize_t w = send(fd, buf, chunk, 0); if (w > 0) n += bytes ? w : 1; }
+        if (n / dt > best) best = n / dt;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    const char *mode = argv[1];
+    double secs = atof(argv[argc - 1]);
+    struct sockaddr_storage ss;
+    socklen_t len = address(strcmp(mode, "tcp") == 0 ? "127.0.0.1" : argv[2], &ss);
+    if (strcmp(mode, "udprecv") == 0) { drain(bound(SOCK_DGRAM, &ss, len), secs); return 0; }
+    int tcp = strcmp(mode, "tcp") == 0, fd;
+    pid_t child = -1;
+    if (tcp) {
+        int ls = bound(SOCK_STREAM, &ss, len);
+        listen(ls, 1);
+        child = fork();
+        if (child == 0) { int c = accept(ls, NULL, NULL); while (recv(c, buf, sizeof buf, 0) > 0) {} _exit(0); }
+    } else if (strcmp(mode, "udp") == 0) {
+        int rs = bound(SOCK_DGRAM, &ss, len);
+        child = fork();
+        if (child == 0) { drain(rs, secs + 2); _exit(0); }
+    }
+    fd = socket(ss.ss_family, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        perror("connect"); if (child > 0) kill(child, SIGKILL); return 3;
+    }
+    double rate = send_for(fd, tcp ? sizeof buf : 64, secs, tcp);
+    close(fd);
+    if (child > 0) { if (!tcp) kill(child, SIGKILL); waitpid(child, NULL, 0); }
+    printf("%f\n", rate);
+    return 0;
 }
 """
 
@@ -1294,6 +1390,140 @@ class Bench:
                      max(self.samples["rss.sandbox.run"]), "—", INFO, "", "memory"))
 
     # -- --analyse: where the time of `sandbox-runc create` goes --------------------------------------------------
+    # -- 7. network policy: the hook's cost per start, the rules' cost per packet ---------------------------
+    def network(self) -> None:
+        from sandbox.netrules import canonical, ruleset
+        from sandbox.profile import NetRule, NetworkPolicy
+
+        if not shutil.which("nft") and not os.path.exists("/usr/sbin/nft"):
+            self.add(Row("network", "", verdict=SKIP, detail="nftables is not installed", section="network"))
+            return
+        # The hook: `runc run true` of the same hardened bundle with and without a network section
+        # (baseline vs baseline + restricted's deny_always and a 20-entry egress list).  Timed with
+        # plain runc: the hardening is the same, only the hook differs.
+        entries = "".join(f"    - {{cidr: 10.{i}.0.0/16, ports: [{443 + i}]}}\n" for i in range(NETWORK_RULES))
+        prof = os.path.join(self.tmp, "net-bench.yaml")
+        with open(prof, "w", encoding="utf-8") as f:
+            f.write("apiVersion: sandbox/v1\nkind: Profile\nname: net-bench\nextends: baseline\nnetwork:\n"
+                    "  deny_always: [169.254.0.0/16, fe80::/10, node]\n  dns: [10.0.0.2]\n  egress:\n" + entries)
+        plain = self.make_bundle("bundle-nonet", ["true"], "baseline")
+        netted = self.make_bundle("bundle-net", ["true"], prof)
+        variants = {"hook.none": plain, "hook.compiled": netted}
+        with open(os.path.join(netted, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        hook = cfg["hooks"]["createRuntime"][-1]["path"]
+        twin = self._python_hook_twin(hook)
+        if twin:
+            cfg["hooks"]["createRuntime"][-1]["path"] = twin
+            sh_bundle = os.path.join(self.tmp, "bundle-net-sh")
+            os.mkdir(sh_bundle, 0o755)
+            with open(os.path.join(sh_bundle, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(cfg, f)
+            variants["hook.python"] = sh_bundle
+
+        def run(bundle: str, tag: str) -> int:
+            cid = self.new_id(tag)
+            t = self.timed(self.runc_cmd("run", "-b", bundle, cid))
+            self.live.discard(cid)
+            return t
+
+        self.rounds("network hook", {k: (lambda b=b, k=k: run(b, k)) for k, b in variants.items()})
+        none = self.med_ms("hook.none")
+        for key, what in (("hook.compiled", "the compiled hook (csrc/sandbox-nethook.c)"),
+                          ("hook.python", "its sh + Python twin (installs without a C compiler)")):
+            if key in self.samples:
+                m = self.med_ms(key)
+                self.add(Row(f"`runc run` true with a network section: {what}", "ms", none, m, "—", INFO,
+                             f"{fmt_delta(m - none)} ms per container start ({m / none:.2f}×)", "network"))
+        # Per packet: a 20-entry ruleset (the generator's own output) loaded in a namespace made here,
+        # against the same namespace without it; loopback (TCP stream, UDP 64-byte datagrams) and a
+        # veth to an address the last entry allows.
+        pol = NetworkPolicy(egress=tuple(NetRule(f"fd00:{i + 1:x}::/64", "udp", ((17999, 17999),))
+                                         for i in range(NETWORK_RULES)),
+                            deny_always=("169.254.0.0/16", "fe80::/10"))
+        doc = ruleset(pol, (), ())
+        assert doc is not None
+        rules_file = os.path.join(self.tmp, "net-rules.json")
+        with open(rules_file, "wb") as f:
+            f.write(canonical(doc.document))
+        netbench = self._compile("netbench", NETBENCH_C)
+        tag = f"sbxbench{os.getpid()}"
+        client, server = f"{tag}c", f"{tag}s"
+        target = f"fd00:{NETWORK_RULES:x}::1"  # inside the last entry's network
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        try:
+            for ns in (client, server):
+                self.check(["ip", "netns", "add", ns])
+                self.check(["ip", "-n", ns, "link", "set", "lo", "up"])
+            self.check(["ip", "-n", server, "link", "add", "bv0", "type", "veth", "peer", "name", "bv1", "netns",
+                        client])
+            self.check(["ip", "-n", server, "addr", "add", f"{target}/64", "dev", "bv0", "nodad"])
+            self.check(["ip", "-n", client, "addr", "add", f"fd00:{NETWORK_RULES:x}::2/64", "dev", "bv1", "nodad"])
+            for ns, dev in ((server, "bv0"), (client, "bv1")):
+                self.check(["ip", "-n", ns, "link", "set", dev, "up"])
+            enter = ["nsenter", f"--net=/run/netns/{client}", "--"]
+
+            def measure(with_rules: bool, kind: str) -> float:
+                present = subprocess.run([*enter, nft, "list", "table", "inet", "sandbox"], capture_output=True,
+                                         check=False).returncode == 0
+                if with_rules and not present:
+                    self.check([*enter, nft, "-j", "-f", rules_file])
+                elif present and not with_rules:
+                    self.check([*enter, nft, "delete", "table", "inet", "sandbox"])
+                secs = "0.3" if self.args.quick else "0.5"
+                if kind == "veth":  # the receiver in the server namespace, the sender in the client's
+                    srv = subprocess.Popen(["nsenter", f"--net=/run/netns/{server}", "--", netbench, "udprecv",
+                                            target, "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        out = self.check([*enter, netbench, "udpsend", target, secs])
+                    finally:
+                        srv.kill()
+                        srv.wait()
+                else:
+                    out = self.check([*enter, netbench, kind, *(["::1"] if kind == "udp" else []), secs])
+                return float(out.split()[0])
+
+            self.rounds("network packets", {
+                f"pkt.{'rules' if r else 'none'}.{k}": (lambda r=r, k=k: measure(r, k))
+                for r in (False, True) for k in ("tcp", "udp", "veth")
+            })
+        finally:
+            for ns in (client, server):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        budget = f"≤ {NETWORK_MAX_SLOWDOWN:.0%} slower"
+        for k, what, unit, scale in (
+                ("tcp", "TCP stream over loopback (64 KiB writes)", "MB/s", 1e6),
+                ("udp", "UDP 64-byte datagrams over loopback", "kpps", 1e3),
+                # one-way UDP never becomes `established`: every datagram is matched against every rule
+                ("veth", f"one-way UDP 64-byte datagrams over a veth to the {NETWORK_RULES}th entry's network "
+                 "(worst case: every packet through every rule)", "kpps", 1e3)):
+            without = median(self.samples[f"pkt.none.{k}"]) / scale
+            with_ = median(self.samples[f"pkt.rules.{k}"]) / scale
+            slower = 1 - with_ / without if without else None
+            if k == "tcp":
+                v = PASS if slower is not None and slower <= NETWORK_MAX_SLOWDOWN else MISS
+                d = f"{slower:.1%} slower" if slower is not None else "no measurement"
+            else:
+                v, d = INFO, f"{slower:.1%} slower" if slower is not None else ""
+            self.add(Row(f"{what}, {NETWORK_RULES}-entry egress list ({doc.rules} rules; runc col.: without)", unit,
+                         without, with_,
+                         budget if k == "tcp" else "—", v, d, "network"))
+
+    def _python_hook_twin(self, compiled: str) -> str | None:
+        """bin/sandbox-nethook (the sh launcher of the Python hook) set up beside the installed package."""
+        src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "sandbox-nethook")
+        venv_bin = os.path.dirname(compiled)
+        if not os.path.exists(src) or not os.path.exists(os.path.join(venv_bin, "python3")):
+            return None
+        d = os.path.join(self.tmp, "pyhook")
+        os.makedirs(os.path.join(d, "bin"), 0o755)
+        os.symlink(os.path.join(venv_bin, "python3"), os.path.join(d, "bin", "python3"))
+        os.symlink(os.path.join(os.path.dirname(venv_bin), "lib"), os.path.join(d, "lib"))
+        path = os.path.join(d, "bin", "sandbox-nethook")
+        shutil.copy(src, path)
+        os.chmod(path, 0o755)  # noqa: S103
+        return path
+
     def analyse(self) -> None:
         runs = max(3, min(self.args.runs, 11))
         fresh = os.path.join(self.tmp, "bundle-analyse")
@@ -1614,7 +1844,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine,
             "budgets": {"passthrough_max_ratio": PASSTHROUGH_MAX_RATIO, "added_max_floors": ADDED_MAX_FLOORS,
                         "engine_max_ratio": ENGINE_MAX_RATIO, "transform_max_p50_ms": TRANSFORM_MAX_P50_MS,
-                        "rss_max_mib": RSS_MAX_MIB, "verify_max_s_per_100": VERIFY_MAX_S_PER_100},
+                        "rss_max_mib": RSS_MAX_MIB, "verify_max_s_per_100": VERIFY_MAX_S_PER_100,
+                        "network_max_slowdown": NETWORK_MAX_SLOWDOWN},
             "floor_ms": bench.floor_ms,
             "rows": [dict(asdict(r), ratio=r.ratio) for r in bench.rows],
             "notes": bench.notes, "samples": bench.samples, "analysis": bench.analysis,

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(runc busybox-static libseccomp2 libseccomp-dev libcap-dev gcc libc6-dev python3-venv python3-dev
-      podman containerd docker.io containernetworking-plugins umoci skopeo uidmap iproute2
+      podman containerd docker.io containernetworking-plugins umoci skopeo uidmap iproute2 nftables
       golang-github-opencontainers-specs-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

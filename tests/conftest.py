@@ -32,21 +32,41 @@ ENGINE_CONFIGS = sorted(f[:-len("-config.json")] for f in os.listdir(OCI) if f.e
 
 import pytest  # noqa: E402
 
+# sandbox's own network hook program as the probe reports it when installed and trusted
+# (HostFacts.own_hooks, with the hook's path probed as a root-owned chain)
+NETHOOK = "/usr/lib/sandbox/bin/sandbox-nethook"
+
+
+def nethook_facts():
+    """HostFacts keyword arguments of a host where sandbox's network hook program is installed and trusted."""
+    from sandbox.hostfacts import Executable
+
+    return {"own_hooks": frozenset({NETHOOK}), "realpaths": {NETHOOK: NETHOOK},
+            "executables": {NETHOOK: Executable(real=NETHOOK, trusted_chain=True)}}
+
+
 C_DISPATCHER_SRC = os.path.join(ROOT, "csrc", "sandbox-runc.c")
 SH_DISPATCHER = os.path.join(ROOT, "bin", "sandbox-runc")
+
+
+def c_compiler(what):
+    """The C compiler's path; without one the test skips (fails under SANDBOX_E2E=require)."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        if os.environ.get("SANDBOX_E2E") == "require":
+            pytest.fail(f"no C compiler to build {what} (SANDBOX_E2E=require)")
+        pytest.skip(f"no C compiler to build {what}")
+    return cc
 
 
 @pytest.fixture(scope="session")
 def c_dispatcher(tmp_path_factory):
     """csrc/sandbox-runc.c compiled as setup.py compiles it (its Python path: set SANDBOX_PYTHON)."""
-    import shutil
     import subprocess
 
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        if os.environ.get("SANDBOX_E2E") == "require":
-            pytest.fail("no C compiler to build the sandbox-runc dispatcher (SANDBOX_E2E=require)")
-        pytest.skip("no C compiler to build the sandbox-runc dispatcher")
+    cc = c_compiler("the sandbox-runc dispatcher")
     d = tmp_path_factory.mktemp("cbin")
     os.chmod(d, 0o755)
     out = d / "sandbox-runc"

@@ -46,6 +46,9 @@ def check(profile_ref: str | None, host: bool, bundle_dir: str | None, fmt: str)
         click.echo(json.dumps(formats.outcome_json(profile, outcome), indent=2))
     else:
         click.echo(formats.decisions_text(outcome.decisions))
+        rules = formats.network_rules_text(outcome)
+        if rules:
+            click.echo(rules, nl=False)
         click.echo(formats.verdict_line(profile, outcome))
     if outcome.refusals and profile.mode == "enforce":
         sys.exit(EXIT_REFUSED)

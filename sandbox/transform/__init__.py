@@ -19,6 +19,7 @@ from .fields import cgroups, config_fields, process_fields
 from .hooks import hooks
 from .mounts import mounts, rootfs
 from .namespaces import namespaces
+from .network import network
 from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
 from .seccomp import seccomp
@@ -35,11 +36,12 @@ if TYPE_CHECKING:
 
 # config_fields first (it reads the bundle's own fields), user before namespaces (it needs to know
 # whether the bundle had a user namespace), capabilities before seccomp (capability-conditional
-# syscalls follow the final set), process after capabilities (it empties the inheritable set),
+# syscalls follow the final set), hooks before network (which adds sandbox's own hook after the
+# bundle's have been judged), process after capabilities (it empties the inheritable set),
 # userns_runtime last (it needs the final root.readonly, mounts and namespaces).
 STEPS: tuple[Callable[[Context], None], ...] = (
     config_fields, user, namespaces, capabilities, no_new_privileges, seccomp, rootfs, mounts, resources, devices,
-    sysctls, hooks, lsm, process_fields, cgroups, userns_runtime,
+    sysctls, hooks, network, lsm, process_fields, cgroups, userns_runtime,
 )
 
 

@@ -11,6 +11,8 @@ import pytest
 from sandbox.inspect import cap_names
 
 ANNOTATION = "org.sandbox-runtime.profile"
+# podman run flags for rlimits runc can set here (root lacks CAP_SYS_RESOURCE: podman's defaults fail)
+PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 
 
 def require_tool(name):

@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.engines import (
     ANNOTATION,
+    PODMAN_ULIMITS,
     operator_config,
     require_tool,
     runtime_wrapper,
@@ -21,7 +22,6 @@ from tests.e2e.engines import (
 
 pytestmark = pytest.mark.e2e
 
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 STATUS = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp|Uid):' /proc/self/status"
 
 
@@ -51,7 +51,7 @@ def _audit(path):
 
 
 def test_default_profile_applies_to_podman_run(podman, demo_rootfs):
-    res = podman("run", "--rm", "--network", "none", *ULIMITS, "--rootfs", demo_rootfs, "sh", "-c", STATUS)
+    res = podman("run", "--rm", "--network", "none", *PODMAN_ULIMITS, "--rootfs", demo_rootfs, "sh", "-c", STATUS)
     assert res.returncode == 0, res.stderr
     caps = status_caps(res.stdout)
     assert caps["NoNewPrivs"] == "1" and caps["Seccomp"] == "2"
@@ -70,7 +70,7 @@ def test_default_profile_applies_to_podman_run(podman, demo_rootfs):
 
 
 def test_annotation_selects_an_allowed_profile(podman, demo_rootfs):
-    res = podman("run", "--rm", "--network", "none", *ULIMITS, "--annotation", f"{ANNOTATION}=restricted",
+    res = podman("run", "--rm", "--network", "none", *PODMAN_ULIMITS, "--annotation", f"{ANNOTATION}=restricted",
                  "--user", "1000:1000", "--rootfs", demo_rootfs, "sh", "-c", STATUS)
     assert res.returncode == 0, res.stderr
     caps = status_caps(res.stdout)
@@ -79,14 +79,14 @@ def test_annotation_selects_an_allowed_profile(podman, demo_rootfs):
 
 
 def test_annotation_asking_for_a_disallowed_profile_is_refused(podman, demo_rootfs, tmp_path):
-    res = podman("run", "--rm", "--network", "none", *ULIMITS, "--annotation", f"{ANNOTATION}=/tmp/evil.yaml",
+    res = podman("run", "--rm", "--network", "none", *PODMAN_ULIMITS, "--annotation", f"{ANNOTATION}=/tmp/evil.yaml",
                  "--rootfs", demo_rootfs, "true")
     assert res.returncode != 0
     assert "does not allow" in res.stderr
 
 
 def test_forbidden_bind_mount_refused_with_reason_shown_by_podman(podman, demo_rootfs):
-    res = podman("run", "--rm", "--network", "none", *ULIMITS, "-v", "/etc:/hostetc", "--rootfs", demo_rootfs,
+    res = podman("run", "--rm", "--network", "none", *PODMAN_ULIMITS, "-v", "/etc:/hostetc", "--rootfs", demo_rootfs,
                  "cat", "/hostetc/shadow")
     assert res.returncode != 0
     assert "refused by sandbox profile baseline" in res.stderr and "/etc" in res.stderr
@@ -96,7 +96,7 @@ def test_forbidden_bind_mount_refused_with_reason_shown_by_podman(podman, demo_r
 def test_a_privileged_container_is_refused_with_one_concise_reason(podman, demo_rootfs):
     """`podman run --privileged` under restricted: one clause with a count for the host devices, in the
     first 200 characters podman shows, and a `refused` record, on the Python path and the daemon's."""
-    res = podman("run", "--rm", "--privileged", "--network", "none", *ULIMITS, "--annotation",
+    res = podman("run", "--rm", "--privileged", "--network", "none", *PODMAN_ULIMITS, "--annotation",
                  f"{ANNOTATION}=restricted", "--rootfs", demo_rootfs, "true")
     assert res.returncode != 0
     at = res.stderr.index("refused by sandbox profile restricted: ")
@@ -111,7 +111,7 @@ def test_a_privileged_container_is_refused_with_one_concise_reason(podman, demo_
 
 def test_podman_exec_privileged_does_not_get_past_the_profile(podman, demo_rootfs):
     name = f"sbx-{uuid.uuid4().hex[:8]}"
-    res = podman("run", "-d", "--name", name, "--network", "none", *ULIMITS, "--user", "1000:1000",
+    res = podman("run", "-d", "--name", name, "--network", "none", *PODMAN_ULIMITS, "--user", "1000:1000",
                  "--annotation", f"{ANNOTATION}=restricted", "--rootfs", demo_rootfs, "sleep", "60")
     assert res.returncode == 0, res.stderr
     try:

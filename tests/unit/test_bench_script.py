@@ -29,7 +29,7 @@ def test_importing_the_script_runs_nothing():
     # no sandbox import, no subprocess, no temp dir at import time: only definitions
     assert callable(bench.main)
     assert bench.SECTIONS == ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory",
-                              "verify")
+                              "verify", "network")
 
 
 def test_median_odd_even_unsorted():

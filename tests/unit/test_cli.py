@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from sandbox.cli import cli
-from tests.conftest import FIXTURES, OCI
+from tests.conftest import FIXTURES, OCI, nethook_facts
 
 SCHEMA_DIR = "/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema"
 
@@ -154,7 +154,7 @@ def test_hardened_configs_validate_against_the_oci_schema(profile, fixture):
     with open(os.path.join(OCI, fixture)) as f:
         config = json.load(f)
     config["process"]["user"] = {"uid": 1000, "gid": 1000}
-    out = apply(load_profile(profile), config, HostFacts(bundle_dir="/var/lib/sandbox/bundle"))
+    out = apply(load_profile(profile), config, HostFacts(bundle_dir="/var/lib/sandbox/bundle", **nethook_facts()))
     assert not out.refused, [d.reason for d in out.refusals]
     errors = sorted(validator.iter_errors(out.config), key=str)
     assert not errors, [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]]

@@ -101,7 +101,7 @@ def test_each_field_rejects_a_value_of_the_wrong_shape(field):
 
 def test_additive_lists_and_defaults_come_from_the_declaration():
     assert loader.ADDITIVE_LISTS == {("filesystem", "masked_paths"), ("filesystem", "readonly_paths"),
-                                     ("filesystem", "forbidden_host_paths")}
+                                     ("filesystem", "forbidden_host_paths"), ("network", "deny_always")}
     assert loader.DEFAULTS["filesystem"]["bind_mounts"] == {"readonly": False, "nosuid_nodev": True}
     assert "resources" in loader.DEFAULTS and loader.DEFAULTS["resources"] == {}
 

@@ -13,12 +13,13 @@ from sandbox import loader, ocishape, tables
 from sandbox.hostfacts import Executable, HostFacts
 from sandbox.transform import apply
 from sandbox.transform.hostpath import USES, named_host_paths, overlay_dirs
-from tests.conftest import FIXTURES, OCI
+from tests.conftest import FIXTURES, OCI, nethook_facts
 
 CID = "4d2f" * 16
 DOCKERD = Executable(real="/usr/sbin/dockerd", trusted_chain=True, pid=1234, process_uid=0)
 BASE_FACTS = dict(executables={"/proc/1234/exe": DOCKERD},
-                  host_namespaces={f"/var/run/docker/netns/{CID[:12]}": False})
+                  host_namespaces={f"/var/run/docker/netns/{CID[:12]}": False},
+                  own_hooks=nethook_facts()["own_hooks"])  # restricted and strict add the network hook
 PROFILES = ("baseline", "restricted", "strict")
 
 

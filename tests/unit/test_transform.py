@@ -8,14 +8,16 @@ from sandbox import loader
 from sandbox.hostfacts import Executable, HostFacts
 from sandbox.transform import apply
 from sandbox.transform.seccomp import intersect
-from tests.conftest import FIXTURES, OCI
+from tests.conftest import FIXTURES, OCI, nethook_facts
 
 DOCKER_CID = "4d2f" * 16
 DOCKERD = Executable(real="/usr/sbin/dockerd", trusted_chain=True, pid=1234, process_uid=0)
+_OWN = nethook_facts()
 DOCKER_FACTS = HostFacts(
-    realpaths={"/proc/1234/exe": "/usr/sbin/dockerd"},
-    executables={"/proc/1234/exe": DOCKERD},
+    realpaths={"/proc/1234/exe": "/usr/sbin/dockerd", **_OWN["realpaths"]},
+    executables={"/proc/1234/exe": DOCKERD, **_OWN["executables"]},
     host_namespaces={f"/var/run/docker/netns/{DOCKER_CID[:12]}": False},
+    own_hooks=_OWN["own_hooks"],
 )
 
 

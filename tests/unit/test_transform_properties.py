@@ -1,15 +1,17 @@
 """Property-based tests: for generated bundles the result is never looser than the input nor the profile."""
 
 import copy
+import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, seccomp_eval, tables
+from sandbox import loader, netrules, seccomp_eval, tables
 from sandbox.hostfacts import HostFacts
 from sandbox.transform import apply
 from sandbox.transform.context import Context
 from sandbox.transform.seccomp import profile_filter
+from tests.conftest import NETHOOK, nethook_facts
 from tests.seccomp_probe import probe_args
 
 PROFILES = {n: loader.load_profile(n) for n in loader.BUILTIN_PROFILES}
@@ -64,7 +66,10 @@ def _calls(*sections):
     return [(n, args) for n in SYSCALLS for args in probe_args([rules], limit=40)]
 
 
-FACTS = HostFacts(realpaths={"/var/run/docker.sock": "/run/docker.sock"})
+_OWN = nethook_facts()
+FACTS = HostFacts(realpaths={"/var/run/docker.sock": "/run/docker.sock", **_OWN["realpaths"]},
+                  executables=_OWN["executables"], own_hooks=_OWN["own_hooks"],
+                  resolvers=("10.0.0.2", "169.254.20.10"), node_addresses=("192.0.2.1", "fd00::1"))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,6 +108,11 @@ def test_never_looser_than_bundle_or_profile(cfg, name):
     for m in res["mounts"]:
         if m.get("source") in ("/var/run/docker.sock", "/run"):
             assert out.refused
+    if profile.network.enforced and not out.refused:
+        # exactly one hook of sandbox's, carrying the hash of the rules in the annotation
+        ours = [h for stage in res["hooks"].values() for h in stage if h["path"] == NETHOOK]
+        assert ours == res["hooks"]["createRuntime"][-1:] and len(ours) == 1
+        assert ours[0]["args"][2] == netrules.digest(json.loads(res["annotations"][netrules.ANNOTATION]))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -18,7 +18,7 @@ from sandbox.profile import IdMapping
 from sandbox.transform import apply
 from sandbox.transform.user import needs_id_range
 from sandbox.verify import ProcState, id_range_check
-from tests.conftest import OCI
+from tests.conftest import OCI, nethook_facts
 
 RANGE = IdMapping(0, 1 << 30, 65536)
 ENGINE = "/var/lib/containerd/engine"
@@ -49,7 +49,7 @@ def facts(kind="dir", owner=0, parents=PARENTS, **kw):
                          layers=(f"{ENGINE}/s/2/fs", f"{ENGINE}/s/1/fs") if kind == "overlay" else (),
                          overlay_options=("index=off",) if kind == "overlay" else (),
                          problem="its overlay has data-only layers" if kind == "unsupported" else "")
-    return HostFacts(rootfs=rootfs, id_range=RANGE, **kw)
+    return HostFacts(rootfs=rootfs, id_range=RANGE, **{**nethook_facts(), **kw})  # strict adds the network hook
 
 
 def rootfs_decision(out):
