@@ -6,7 +6,7 @@
  * network namespace, as one nftables transaction (libnftables, JSON).
  *
  * This program only ever succeeds on the plain case: the annotation's SHA-256 is the one in
- * its arguments, the namespace is neither the host's nor runc's own, and the ruleset loads
+ * its arguments, the namespace is not the host's (init's; runc's own when init's is out of reach), and the ruleset loads
  * (its table did not exist).  Anything else -- a table already there (a namespace this
  * container joins), libnftables missing, a state it cannot read -- is handed, unchanged, to
  * the Python hook (sandbox/nethook.py), which decides and says why.  bin/sandbox-nethook is the
@@ -280,7 +280,7 @@ static void python_hook(char **argv, const char *state, size_t len) {
     }
     close(fds[1]);
     dup2(fds[0], 0);
-    char *args[] = {(char *)python, "-I", "-S", "-c", (char *)py_hook, sp, argv[1], argv[2], NULL};
+    char *args[] = {(char *)python, "-I", "-S", "-c", (char *)py_hook, sp, argv[1], argv[2], argv[3], argv[3] ? argv[4] : NULL, NULL};
     execv(python, args);
     dprintf(2, "sandbox-nethook: cannot execute %s: %s\n", python, strerror(errno));
     _exit(1);
@@ -294,7 +294,9 @@ static int same_ns(struct stat *a, const char *path) {
 }
 
 /* 0 when the rules were loaded; anything else: let the Python hook decide */
-static int fast_load(const char *want, const char *state, size_t len) {
+static int fast_load(const char *want, const char *runtime_netns, const char *state, size_t len) {
+    unsigned long long rdev = 0, rino = 0;
+    if (runtime_netns && sscanf(runtime_netns, "%llu:%llu", &rdev, &rino) != 2) return -1;
     long pid = 0;
     char *rules = NULL;
     size_t rules_len = 0;
@@ -307,7 +309,11 @@ static int fast_load(const char *want, const char *state, size_t len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat target, now;
     if (fd < 0 || fstat(fd, &target) != 0) return -1;
-    if (same_ns(&target, "/proc/1/ns/net") || same_ns(&target, "/proc/self/ns/net")) return -1;
+    /* never the host's (init's) nor the one sandbox-runc started in (--runtime-netns; else the hook's
+     * own): see nethook.enter_network_namespace */
+    if (same_ns(&target, "/proc/1/ns/net")) return -1;
+    if (runtime_netns ? (target.st_dev == rdev && target.st_ino == rino) : same_ns(&target, "/proc/self/ns/net"))
+        return -1;
     void *lib = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!lib) return -1;
     void *(*ctx_new)(uint32_t) = (void *(*)(uint32_t))dlsym(lib, "nft_ctx_new");
@@ -328,10 +334,12 @@ static int fast_load(const char *want, const char *state, size_t len) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || strcmp(argv[1], "--sha256") != 0 || strlen(argv[2]) != 64) {
-        dprintf(2, "sandbox-nethook: usage: sandbox-nethook --sha256 HEX (state on stdin)\n");
+    if ((argc != 3 && argc != 5) || strcmp(argv[1], "--sha256") != 0 || strlen(argv[2]) != 64 ||
+        (argc == 5 && strcmp(argv[3], "--runtime-netns") != 0)) {
+        dprintf(2, "sandbox-nethook: usage: sandbox-nethook --sha256 HEX [--runtime-netns DEV:INO] (state on stdin)\n");
         return 1;
     }
+    const char *runtime_netns = argc == 5 ? argv[4] : NULL;
     char *state = malloc(MAX_STATE + 1);
     size_t len = 0;
     if (!state) return 1;
@@ -350,7 +358,7 @@ int main(int argc, char **argv) {
      * slow path (which enters the container's itself) */
     pid_t child = fork();
     if (child < 0) python_hook(argv, state, len);
-    if (child == 0) _exit(fast_load(argv[2], state, len) == 0 ? 0 : 1);
+    if (child == 0) _exit(fast_load(argv[2], runtime_netns, state, len) == 0 ? 0 : 1);
     int status;
     while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;

@@ -498,7 +498,9 @@ MAX_RESOLV_CONF = 64 * 1024
 def network_facts(config: dict[str, Any], bundle_dir: str | None) -> dict[str, Any]:
     """The bundle's resolvers and the node's addresses (sandbox's own hook program is `own_hooks`)."""
     resolvers, source = bundle_resolvers(config, bundle_dir)
-    return {"resolvers": resolvers, "resolvers_source": source, "node_addresses": node_addresses()}
+    st = os.stat("/proc/self/ns/net")  # before sandbox-runc enters any pod's (it does so after the probe)
+    return {"resolvers": resolvers, "resolvers_source": source, "node_addresses": node_addresses(),
+            "runtime_netns": f"{st.st_dev}:{st.st_ino}"}
 
 
 def bundle_resolvers(config: dict[str, Any], bundle_dir: str | None) -> tuple[tuple[str, ...], str]:

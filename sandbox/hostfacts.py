@@ -109,4 +109,7 @@ class HostFacts:
     # (loopback excepted), all in canonical form.  sandbox's own hook program is in `own_hooks`.
     resolvers: tuple[str, ...] = ()
     resolvers_source: str = ""
+    # ...and the network namespace sandbox was started in, "DEV:INO" (the engine's, normally the host's):
+    # sandbox's hook never loads rules there, even when sandbox-runc enters a pod's before runc
+    runtime_netns: str = ""
     node_addresses: tuple[str, ...] = ()

@@ -63,7 +63,8 @@ class HookError(SandboxError):
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        load(_expected_sha256(args), _read_state(sys.stdin.buffer))
+        sha256, runtime_netns = _arguments(args)
+        load(sha256, _read_state(sys.stdin.buffer), runtime_netns)
     except HookError as e:
         sys.stderr.write(f"{HOOK_NAME}: {e}\n")
         return 1
@@ -73,10 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _expected_sha256(args: list[str]) -> str:
-    if len(args) != 2 or args[0] != "--sha256" or len(args[1]) != 64:
-        raise HookError(f"usage: {HOOK_NAME} --sha256 HEX (state on stdin); got {' '.join(args)!r}")
-    return args[1]
+def _arguments(args: list[str]) -> tuple[str, tuple[int, int] | None]:
+    """`--sha256 HEX [--runtime-netns DEV:INO]` -> (HEX, (dev, ino) or None)."""
+    usage = f"usage: {HOOK_NAME} --sha256 HEX [--runtime-netns DEV:INO] (state on stdin); got {' '.join(args)!r}"
+    if len(args) not in (2, 4) or args[0] != "--sha256" or len(args[1]) != 64:
+        raise HookError(usage)
+    if len(args) == 2:
+        return args[1], None
+    dev, colon, ino = args[3].partition(":")
+    if args[2] != "--runtime-netns" or not colon or not dev.isdigit() or not ino.isdigit():
+        raise HookError(usage)
+    return args[1], (int(dev), int(ino))
 
 
 def _read_state(stream: BinaryIO) -> dict[str, Any]:
@@ -94,7 +102,7 @@ def _read_state(stream: BinaryIO) -> dict[str, Any]:
     return state
 
 
-def load(expected_sha256: str, state: dict[str, Any]) -> None:
+def load(expected_sha256: str, state: dict[str, Any], runtime_netns: tuple[int, int] | None = None) -> None:
     """Load the ruleset the state's annotation carries into the namespace of the state's pid."""
     from . import _fastjson
     from .digest import sha256_hex
@@ -109,7 +117,7 @@ def load(expected_sha256: str, state: dict[str, Any]) -> None:
     if sha256_hex(text.encode("utf-8")) != expected_sha256:
         raise HookError(f"the {ANNOTATION} annotation is not the ruleset sandbox wrote (SHA-256 differs)")
     document = _fastjson.loads(text)
-    enter_network_namespace(pid)
+    enter_network_namespace(pid, runtime_netns)
     nft = Nft()
     ok, _, error = nft.run(text)
     if ok:
@@ -126,8 +134,10 @@ def load(expected_sha256: str, state: dict[str, Any]) -> None:
     raise HookError(f"cannot load the network rules: {error.strip() or 'nftables refused them'}")
 
 
-def enter_network_namespace(pid: int) -> None:
-    """setns(2) into /proc/<pid>/ns/net, refusing the host's and the runtime's own network namespace."""
+def enter_network_namespace(pid: int, runtime_netns: tuple[int, int] | None = None) -> None:
+    """setns(2) into /proc/<pid>/ns/net, refusing the host's network namespace (init's) and the one
+    sandbox-runc was started in (`runtime_netns`, probed before it entered a pod's on purpose; without it,
+    the hook's own)."""
     import ctypes
 
     try:
@@ -136,12 +146,20 @@ def enter_network_namespace(pid: int) -> None:
         raise HookError(f"cannot open the network namespace of process {pid}: {e.strerror}") from None
     try:
         target = os.fstat(fd)
-        for other, whose in (("/proc/1/ns/net", "the host's"), ("/proc/self/ns/net", "the runtime's own")):
-            try:
-                st = os.stat(other)
-            except OSError:
-                continue  # pid 1 may be out of reach (another pid namespace's init); self never is
-            if (target.st_dev, target.st_ino) == (st.st_dev, st.st_ino):
+        # sandbox-runc runs runc inside a strict pod's network namespace on purpose (entered before runc,
+        # where the pod's rules belong), so "the hook's own namespace" is the host's only when sandbox did
+        # not say which namespace it was started in
+        if runtime_netns is None:
+            st = os.stat("/proc/self/ns/net")
+            runtime_netns = (st.st_dev, st.st_ino)
+        forbidden = [(runtime_netns, "the runtime's own")]
+        try:
+            st = os.stat("/proc/1/ns/net")  # out of reach in another pid namespace, or without ptrace rights
+            forbidden.insert(0, ((st.st_dev, st.st_ino), "the host's"))
+        except OSError:
+            pass
+        for ident, whose in forbidden:
+            if (target.st_dev, target.st_ino) == ident:
                 raise HookError(f"process {pid} is in {whose} network namespace; no rules are loaded there")
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:

@@ -31,6 +31,14 @@ ENGINE_CONFIGS = sorted(f[:-len("-config.json")] for f in os.listdir(OCI) if f.e
 
 
 import pytest  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# CI gets the same examples on every run, so a green run is reproducible and a red one is a change's
+# doing; locally (or with SANDBOX_HYPOTHESIS_RANDOM=1) every run explores new ones.
+_hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if (os.environ.get("CI") or os.environ.get("SANDBOX_E2E") == "require") and \
+        not os.environ.get("SANDBOX_HYPOTHESIS_RANDOM"):
+    _hypothesis_settings.load_profile("ci")
 
 # sandbox's own network hook program as the probe reports it when installed and trusted
 # (HostFacts.own_hooks, with the hook's path probed as a root-owned chain)

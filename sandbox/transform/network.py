@@ -152,7 +152,8 @@ def _annotate(ctx: Context, annotations: dict[str, Any], rules: netrules.Ruleset
 
 
 def _hook(ctx: Context, program: str, mine: list[tuple[str, int, dict[str, Any]]], rules: netrules.Ruleset) -> None:
-    want = {"path": program, "args": [HOOK_NAME, "--sha256", rules.sha256], "env": list(HOOK_ENV),
+    runtime_netns = ["--runtime-netns", ctx.host.runtime_netns] if ctx.host.runtime_netns else []
+    want = {"path": program, "args": [HOOK_NAME, "--sha256", rules.sha256, *runtime_netns], "env": list(HOOK_ENV),
             "timeout": HOOK_TIMEOUT}
     if [(s, h) for s, _, h in mine] == [(HOOK_STAGE, want)]:
         _, i, _ = mine[0]

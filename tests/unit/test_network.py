@@ -283,9 +283,11 @@ def test_strict_gets_sandboxs_hook_and_the_ruleset_annotation():
     assert len(hooks) == 1 and hooks[0]["path"] == HOOK and hooks[0]["timeout"] == 10
     text = out.config["annotations"][netrules.ANNOTATION]
     doc = json.loads(text)
-    assert hooks[0]["args"] == ["sandbox-nethook", "--sha256", netrules.digest(doc)]
+    assert hooks[0]["args"] == ["sandbox-nethook", "--sha256", netrules.digest(doc)]  # no runtime_netns probed
     assert "ip daddr 10.0.0.2 udp dport 53 counter accept" in netrules.to_text(doc)
     assert "192.0.2.1" in netrules.to_text(doc)  # node
+    told = apply(loader.load_profile("strict"), _bundle(), _facts(runtime_netns="4:4026531840"))
+    assert told.config["hooks"]["createRuntime"][0]["args"][3:] == ["--runtime-netns", "4:4026531840"]
     actions = [(d.action, d.pointer) for d in _net(out.decisions)]
     assert actions == [("set", "/annotations/org.sandbox-runtime.network"), ("tighten", "/hooks/createRuntime/0")]
     recorded = _net(out.decisions)[0].after
@@ -482,11 +484,17 @@ def test_hook_refuses_what_sandbox_did_not_write(tmp_path):
         nethook.load(good, {"pid": os.getpid(), "annotations": {}})
     with pytest.raises(nethook.HookError, match="names no process"):
         nethook.load(good, {"pid": True, "annotations": state["annotations"]})
-    # our own process is in the runtime's namespace: never loaded there
-    with pytest.raises(nethook.HookError, match="the runtime's own network namespace"):
-        nethook.load(good, state)
-    with pytest.raises(nethook.HookError, match="usage"):
-        nethook._expected_sha256(["--sha256"])
+    # our own process is in the namespace the runtime started in (the host's): never loaded there, whether
+    # the hook is told which one that is or falls back to its own
+    st = os.stat("/proc/self/ns/net")
+    for told in (None, (st.st_dev, st.st_ino)):
+        with pytest.raises(nethook.HookError, match="(the host's|the runtime's own) network namespace"):
+            nethook.load(good, state, told)
+    for bad in (["--sha256"], ["--sha256", "0" * 64, "--runtime-netns"], ["--sha256", "0" * 64, "--x", "1:2"],
+                ["--sha256", "0" * 64, "--runtime-netns", "12"], ["--sha256", "0" * 64, "--runtime-netns", "a:b"]):
+        with pytest.raises(nethook.HookError, match="usage"):
+            nethook._arguments(bad)
+    assert nethook._arguments(["--sha256", "0" * 64, "--runtime-netns", "4:4026531840"]) == ("0" * 64, (4, 4026531840))
     with pytest.raises(nethook.HookError, match="not a JSON object"):
         nethook._read_state(io.BytesIO(b"[1]"))
 
