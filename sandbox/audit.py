@@ -36,7 +36,9 @@ DEFAULT_PATH = "/var/log/sandbox/audit.jsonl"
 DEFAULT_DIR = os.path.dirname(DEFAULT_PATH)  # made at first use (0700) however the log is named
 GENESIS = "0" * 64
 EVENTS = frozenset({"profile_resolved", "decision", "refused", "created", "started", "verified", "exited",
-                    "deleted", "error", "rotated", "sealed"})
+                    "deleted", "error", "rotated", "sealed",
+                    # the sandbox agent (sandbox/agent.py): attached/detached, notified syscalls, execs
+                    "monitor", "syscall", "exec"})
 _HEADER = ("container_id", "bundle", "profile", "profile_sha256")
 _EVENT_KEYS = frozenset({"event", "decision", "data", *_HEADER})
 _HEX = frozenset("0123456789abcdef")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .opconfig import OperatorConfig
     from .profile import Profile
 
-FORMAT = 4  # bump when the profile model changes: an entry holds the model as plain data
+FORMAT = 5  # bump when the profile model changes: an entry holds the model as plain data
 DEFAULT_DIR = "/var/cache/sandbox/compiled"
 
 

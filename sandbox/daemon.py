@@ -36,6 +36,11 @@ import os
 import sys
 
 from .errors import SandboxError
+from .unixsock import call, decode, encode, ping
+from .unixsock import every as _all
+from .unixsock import first as _first
+
+__all__ = ["Daemon", "DaemonError", "call", "decode", "encode", "ping", "socket_path"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,32 +59,6 @@ class DaemonError(SandboxError):
 
 def socket_path() -> str:
     return os.environ.get("SANDBOX_DAEMON_SOCKET") or DEFAULT_SOCKET
-
-
-def encode(records: list[tuple[str, str]]) -> bytes:
-    for k, v in records:
-        if "\0" in k or "\0" in v or "=" in k:
-            raise ValueError(f"record {k!r} cannot be encoded")
-    return b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in records)
-
-
-def decode(data: bytes) -> list[tuple[str, str]]:
-    out = []
-    for rec in data.split(b"\0"):
-        if rec:
-            k, sep, v = rec.decode("utf-8", "surrogateescape").partition("=")
-            if not sep:
-                raise ValueError(f"malformed record {k[:40]!r}")
-            out.append((k, v))
-    return out
-
-
-def _first(records: list[tuple[str, str]], key: str, default: str = "") -> str:
-    return next((v for k, v in records if k == key), default)
-
-
-def _all(records: list[tuple[str, str]], key: str) -> list[str]:
-    return [v for k, v in records if k == key]
 
 
 def code_fingerprint() -> tuple[tuple[str, int, int, int], ...]:
@@ -116,29 +95,12 @@ class Daemon:
 
     # -- life cycle ------------------------------------------------------------------------------
     def bind(self) -> None:
-        import socket
+        from .unixsock import SocketError, bind_protected
 
-        d = os.path.dirname(self.path) or "."
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        st = os.lstat(d)
-        import stat as _stat
-
-        if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            raise DaemonError(f"{d}: the daemon's socket directory must be a directory owned by uid "
-                              f"{os.geteuid()} that no one else may write")
-        if os.path.lexists(self.path):
-            if ping(self.path) is not None:
-                raise DaemonError(f"{self.path}: a sandbox daemon is already listening there")
-            os.unlink(self.path)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
         try:
-            s.bind(self.path)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        s.listen(128)
-        self.sock = s
+            self.sock = bind_protected(self.path, lambda p: ping(p) is not None)
+        except SocketError as e:
+            raise DaemonError(f"sandbox daemon: {e}") from None
         self._bound_ino = os.lstat(self.path).st_ino
         # the first request must not pay for the imports: that is the point of the daemon
         from . import audit, bundle, cache, engines, idpool, mountns, opconfig, runc, service, shim  # noqa: F401
@@ -197,12 +159,12 @@ class Daemon:
     # -- one request --------------------------------------------------------------------------------
     def handle(self, conn: object) -> None:
         import socket
-        import struct
+
+        from .unixsock import peer_creds
 
         assert isinstance(conn, socket.socket)
         conn.settimeout(IO_TIMEOUT)
-        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                             struct.calcsize("3i")))
+        pid, uid, _gid = peer_creds(conn)
         if uid != os.geteuid():
             return  # no answer: the client takes the Python path, which runs with its own rights
         chunks, size = [], 0
@@ -231,7 +193,7 @@ class Daemon:
     def answer(self, req: list[tuple[str, str]], pid: int) -> list[tuple[str, str]]:
         op = _first(req, "op")
         if op == "ping":
-            return [("status", "ok"), ("pid", str(os.getpid())), ("served", str(self.served)),
+            return [("status", "ok"), ("service", "daemon"), ("pid", str(os.getpid())), ("served", str(self.served)),
                     ("socket", self.path)]
         if op == "stop":
             self.stopping = True
@@ -363,29 +325,3 @@ class _ClientContext:
         for k in [k for k in os.environ if k.startswith("SANDBOX_")]:
             del os.environ[k]
         os.environ.update(self.saved)
-
-
-# -- the client side, for `sandbox daemon` and the tests ---------------------------------------------
-
-def call(path: str, records: list[tuple[str, str]], timeout: float = IO_TIMEOUT) -> list[tuple[str, str]] | None:
-    """One request; None when nobody answers."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path)
-            s.sendall(encode(records))
-            s.shutdown(socket.SHUT_WR)
-            chunks = []
-            while b := s.recv(65536):
-                chunks.append(b)
-    except OSError:
-        return None
-    data = b"".join(chunks)
-    return decode(data) if data else None
-
-
-def ping(path: str) -> dict[str, str] | None:
-    reply = call(path, [("op", "ping")], timeout=2.0)
-    return dict(reply) if reply and _first(reply, "status") == "ok" else None

@@ -142,6 +142,12 @@ def profile_needs(profile: Profile, runtime_default: dict[str, Any] | None = Non
             needs[f"cgroup:{ctrl}"] = f"its {limit} limit"
             if limit == "memory":
                 needs["swap"] = "swap bounded by its memory limit"
+    uses = [w for w, on in (("complain mode's syscall records", profile.mode == "complain"),
+                            ("its exec trail", profile.monitor.exec_trail),
+                            ("its recorded denials", profile.monitor.denials)) if on]
+    if uses:
+        needs["agent"] = f"the sandbox agent ({', '.join(uses)})"
+        needs["seccomp:user_notif"] = "seccomp user notification (the routes to the agent)"
     if profile.lsm.apparmor:
         needs["lsm:apparmor"] = f"AppArmor profile {profile.lsm.apparmor!r}"
     if profile.lsm.selinux:
@@ -668,7 +674,7 @@ def check_seccomp(proc: str = "/proc") -> Check:
                if a not in avail}
     notif = "user_notif" in avail
     found = (f"filter mode; actions {' '.join(avail)}; user notification "
-             f"{'available' if notif else 'not available'} (no built-in profile uses SCMP_ACT_NOTIFY)")
+             f"{'available' if notif else 'not available'} (the sandbox agent's routes use it)")
     return Check("seccomp", found, missing=missing, covers=("seccomp:",),
                  data={"actions_avail": avail, "user_notif": notif})
 
@@ -1074,6 +1080,23 @@ def check_daemon() -> Check:
     return Check("daemon", found, note="creates are hardened by the warm daemon", data=data)
 
 
+def check_agent() -> Check:
+    from .agent_client import reachable
+
+    got = reachable()
+    data: dict[str, Any] = {"socket": got["agent_socket"], "running": got["agent"] is not None}
+    if got["agent"] is None:
+        return Check("agent", str(got["agent_problem"]), missing={"agent": "not running"}, covers=("agent",),
+                     note="complain mode records no syscalls, and profiles with monitor.* are refused in enforce "
+                          "mode, until `sandbox agent start` (docs/integrations.md)", data=data)
+    from .unixsock import call
+
+    info = dict(call(str(got["agent"]), [("op", "status")], timeout=2.0) or [])
+    data.update(info)
+    return Check("agent", f"running on {got['agent']}, pid {info.get('pid', '?')}, {info.get('containers', '?')} "
+                 f"containers watched, {info.get('records_lost', '?')} records lost", covers=("agent",), data=data)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Putting it together (edge)
 # ---------------------------------------------------------------------------------------------------------
@@ -1116,5 +1139,5 @@ def run() -> Report:
 
     checks = [check_runc(op), check_cgroups(), check_namespaces(), check_userns(maps), check_idmapped_mounts(),
               check_seccomp(), check_lsm(), check_landlock(), check_nftables(), *check_engines(), opcheck,
-              check_audit(op or OperatorConfig()), check_daemon()]
+              check_audit(op or OperatorConfig()), check_daemon(), check_agent()]
     return assess(checks, needs, default)

@@ -301,16 +301,21 @@ class IdMappings(Kind):
         return self.KEYS
 
 
+# `seccomp.base` values that name no file: sandbox's Docker-equivalent allow-list, an allow-list
+# with nothing on it (only `seccomp.allow` and `seccomp.rules` allow), no filter at all.
+SECCOMP_BASE_NAMES = ("runtime-default", "empty", "none")
+
+
 class SeccompBase(Kind):
     def check(self, c: Checker, value: Any, path: Path) -> None:
-        if c.typed(value, path, str, "runtime-default, none or a file path") and value not in (
-                "runtime-default", "none"):
+        if c.typed(value, path, str, "runtime-default, empty, none or a file path") and value not in \
+                SECCOMP_BASE_NAMES:
             problem = c.seccomp_file_problem(value)
             if problem:
                 c.err(path, problem)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "description": "runtime-default, none, or a path to a seccomp JSON"}
+        return {"type": "string", "description": "runtime-default, empty, none, or a path to a seccomp JSON"}
 
 
 def seccomp_action(a: str) -> str | None:
@@ -1029,7 +1034,8 @@ FIELDS: tuple[Field, ...] = (
     Field(("user", "gid_mappings"), IdMappings(), [], "as `uid_mappings`, for group ids", NoEffect()),
     # seccomp
     Field(("seccomp", "base"), SeccompBase(), "runtime-default", _lines(
-        "`runtime-default` (sandbox's Docker-equivalent allow-list), `none`, or the path of an OCI or",
+        "`runtime-default` (sandbox's Docker-equivalent allow-list), `empty` (an allow-list with nothing on it:",
+        "only `allow` and `rules` allow; what `sandbox learn` writes), `none`, or the path of an OCI or",
         "Docker seccomp JSON (relative to the profile)"),
         Custom(_seccomp_changes, "the resulting filter allows a syscall it did not, or its default action "
                "is weaker")),
@@ -1140,6 +1146,14 @@ FIELDS: tuple[Field, ...] = (
     Field(("selinux",), Label(), None, "SELinux label to set (`process.selinuxLabel`)",
           Custom(_label_changes("selinux"), "changed or removed (a label cannot be ranked)"), attr="lsm.selinux",
           default_doc="none"),
+    # monitor: the sandbox agent (seccomp user notification, sandbox/agent.py)
+    Field(("monitor", "exec_trail"), Bool(), False, _lines(
+        "every `execve`/`execveat` in the container is sent to the sandbox agent, recorded (`exec` audit",
+        "records: the program, its caller and parent) and let run. Needs `sandbox agent`: in enforce mode a",
+        "container is refused when the agent does not answer"), Flag(True)),
+    Field(("monitor", "denials"), Bool(), False, _lines(
+        "syscalls the filter denies outright are sent to the agent, which fails them with the filter's errno and",
+        "records them (`syscall` audit records). Needs `sandbox agent`, as `exec_trail`"), Flag(True)),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

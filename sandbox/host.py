@@ -336,7 +336,7 @@ def _replace_facts(facts: RootfsFacts, **changes: Any) -> RootfsFacts:
 def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
           container_id: str = "", named_root: str = "", named_root_subtree: bool = False, *,
           userns: bool = False, id_range: IdMapping | None = None, pod_userns: str | None = None,
-          engine_dirs: tuple[str, ...] = (), network: bool = False) -> HostFacts:
+          engine_dirs: tuple[str, ...] = (), network: bool = False, agent: bool = False) -> HostFacts:
     """Facts the transform needs about this host and about the host paths `config` names.
 
     `named_root`: a rootfs (or, with `named_root_subtree`, a bundle directory) named on sandbox's
@@ -344,7 +344,7 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
     of the namespaces the bundle joins are probed too.  `id_range`, `pod_userns` and `engine_dirs`
     are handed through (the edge allocated or discovered them).  `network`: the profile has a network
     section, so the facts its rules need (resolvers, the node's addresses, sandbox's own hook
-    program) are probed too."""
+    program) are probed too.  `agent`: the profile needs the sandbox agent; ask whether one answers."""
     from .transform.hostpath import named_host_paths
 
     config = config or {}
@@ -447,7 +447,15 @@ def probe(config: dict[str, Any] | None = None, bundle_dir: str | None = None,
         host_owned_namespaces=frozenset(host_owned),
         id_range=id_range,
         pod_userns=pod_userns,
+        **_agent(agent),
     )
+
+
+def _agent(ask: bool) -> dict[str, Any]:
+    """Where the agent listens (a bundle routed there earlier is unrouted); whether it answers, if `ask`."""
+    from .agent_client import reachable, socket_path
+
+    return reachable() if ask else {"agent_socket": socket_path()}
 
 
 _SYSTEM_MOUNT_TYPES = ("proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue")

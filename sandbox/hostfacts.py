@@ -113,3 +113,8 @@ class HostFacts:
     # sandbox's hook never loads rules there, even when sandbox-runc enters a pod's before runc
     runtime_netns: str = ""
     node_addresses: tuple[str, ...] = ()
+    # The sandbox agent's socket (asked only for profiles that need it), and the same when an agent
+    # answered there.
+    agent_socket: str | None = None
+    agent: str | None = None
+    agent_problem: str = "the sandbox agent was not asked for"  # why `agent` is None

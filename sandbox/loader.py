@@ -25,6 +25,7 @@ from typing import Any
 from . import fields, tables
 from ._record import replace
 from .errors import Location, ProfileError, ProfileErrors
+from .fields import SECCOMP_BASE_NAMES
 from .profile import Profile
 
 API_VERSION = fields.API_VERSION
@@ -438,7 +439,7 @@ def load_profile_with_warnings(ref: str, *, search_dirs: tuple[str, ...] = (),
     merged.pop("extends", None)
     files = [lay.doc.file for lay in chain if not lay.doc.file.startswith("<builtin>")]
     base = (merged.get("seccomp") or {}).get("base")
-    if isinstance(base, str) and base not in ("runtime-default", "none"):
+    if isinstance(base, str) and base not in SECCOMP_BASE_NAMES:
         files.append(base)
     profile = build_profile(merged, source=leaf.doc.file, extends=leaf.data.get("extends"))
     return replace(profile, files=tuple(files)), warnings
@@ -450,7 +451,7 @@ _LAYER_KEYS = frozenset(f.name for f in fields.FIELDS if f.layer)
 def _normalise_paths(body: dict[str, Any], base_dir: str) -> dict[str, Any]:
     """Make a relative seccomp base path absolute, relative to the file that names it."""
     sec = body.get("seccomp")
-    if isinstance(sec, dict) and isinstance(sec.get("base"), str) and sec["base"] not in ("runtime-default", "none"):
+    if isinstance(sec, dict) and isinstance(sec.get("base"), str) and sec["base"] not in SECCOMP_BASE_NAMES:
         if not os.path.isabs(sec["base"]):
             body = {**body, "seccomp": {**sec, "base": os.path.normpath(os.path.join(base_dir, sec["base"]))}}
     return body
@@ -464,8 +465,9 @@ def profile_sha256(resolved: dict[str, Any]) -> str:
 def build_profile(d: dict[str, Any], *, source: str = "", extends: str | None = None) -> Profile:
     """Turn a validated, merged profile mapping into the model: each field fills the attribute it declares."""
     base = d["seccomp"]["base"]
-    base_profile = None if base == "none" else (_runtime_default() if base == "runtime-default"
-                                                else load_seccomp_json(base))
+    base_profile = (None if base == "none" else _runtime_default() if base == "runtime-default"
+                    else {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []} if base == "empty"
+                    else load_seccomp_json(base))
     values = fields.build_values(d)
     values["seccomp.base_profile"] = base_profile  # derived: the base file's content
     top: dict[str, Any] = {}

@@ -42,7 +42,7 @@ DEFAULT_ID_MAPPING = IdMapping(container_id=0, host_id=100000, size=65536)
 
 @record
 class SeccompPolicy:
-    base: str = "runtime-default"  # runtime-default | none | a path to an OCI/Docker seccomp JSON
+    base: str = "runtime-default"  # runtime-default | empty | none | a path to an OCI/Docker seccomp JSON
     base_profile: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     default_action: str = "SCMP_ACT_ERRNO"
     default_errno: int = 1  # EPERM
@@ -154,6 +154,14 @@ class LsmPolicy:
 
 
 @record
+class MonitorPolicy:
+    """What the sandbox agent watches (seccomp user notification; sandbox/agent.py)."""
+
+    exec_trail: bool = False  # every execve/execveat is reported to the agent and recorded
+    denials: bool = False  # syscalls the filter denies outright are failed by the agent and recorded
+
+
+@record
 class Profile:
     name: str
     description: str = ""
@@ -176,6 +184,7 @@ class Profile:
     process: ProcessPolicy = ProcessPolicy()
     unknown_config_fields: str = "refuse"  # refuse | warn: config.json fields outside sandbox's table
     runc_mitigations: bool = True  # config-level mitigations of known runc vulnerabilities
+    monitor: MonitorPolicy = MonitorPolicy()
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # every operator file the profile was built from (chain and seccomp base), for trust checks
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -188,7 +197,7 @@ class Profile:
 _MODEL: dict[str, type] = {c.__name__: c for c in (
     IdMapping, UserPolicy, SeccompPolicy, TmpfsMount, HostPath, FilesystemPolicy, NamespacePolicy, Limit,
     ResourcePolicy, DevicePolicy, SysctlPolicy, HookPolicy, NetRule, NetworkPolicy, ProcessPolicy, LsmPolicy,
-    Profile)}
+    MonitorPolicy, Profile)}
 
 
 def to_plain(obj: Any) -> Any:

@@ -39,7 +39,8 @@ def bundle_problems(profile: Profile, problems: list[BundleError]) -> list[Decis
 
 
 def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, container_id: str = "", *,
-           named_root: str = "", named_root_subtree: bool = False, **facts: Any) -> Outcome:
+           named_root: str = "", named_root_subtree: bool = False, learn_agent: str | None = None,
+           **facts: Any) -> Outcome:
     """Probe the host paths `config` names, then apply the profile (pure).
 
     `container_id` is the id runc is given (it decides which cgroup and engine-hook arguments are the
@@ -47,12 +48,19 @@ def harden(profile: Profile, config: dict[str, Any], bundle_dir: str | None, con
     directory, `named_root_subtree`) the person named on `sandbox run`'s command line.  `facts`: what
     else the caller knows for the probe (`sandbox.host.probe`'s keyword arguments: whether a user
     namespace is added, the id range allocated, the pod's user namespace, the engines' directories).
+    `learn_agent`: the socket of `sandbox learn`'s own agent; the profile is applied for learning.
     """
     from .host import probe
-    from .transform import apply
+    from .transform import apply, needs_agent
 
-    return apply(profile, config, probe(config, bundle_dir, container_id, named_root, named_root_subtree,
-                                        network=profile.network.enforced, **facts))
+    probed = probe(config, bundle_dir, container_id, named_root, named_root_subtree,
+                   network=profile.network.enforced, agent=needs_agent(profile) and learn_agent is None, **facts)
+    if learn_agent is None:
+        return apply(profile, config, probed)
+    from ._record import replace
+
+    return apply(profile, config, replace(probed, agent=learn_agent, agent_socket=learn_agent, agent_problem=""),
+                 learn=True)
 
 
 def harden_with_engine_dirs(op: Any, profile: Profile, config: dict[str, Any], bundle_dir: str | None,

@@ -336,6 +336,32 @@ def _all_syscalls() -> frozenset[str]:
     return frozenset(names)
 
 
+_ON_ARCH: dict[str, frozenset[str]] = {}
+
+
+def syscalls_on(machine: str) -> frozenset[str]:
+    """Every syscall name libseccomp knows for a host of `machine` (uname -m): its native
+    architecture and the ones runc adds to the filter beside it (x86 and x32 on x86_64)."""
+    if machine not in _ON_ARCH:
+        import pyseccomp
+
+        native = ARCHITECTURES.get(machine)
+        names: set[str] = set()
+        for scmp in ([native[1], *native[2]] if native else []):
+            arch = getattr(pyseccomp.Arch, scmp[len("SCMP_ARCH_"):], None)
+            if arch is None:
+                continue
+            for num in range(0, 1024):
+                try:
+                    n = pyseccomp.resolve_syscall(int(arch), num)
+                except (ValueError, OSError):
+                    continue
+                if isinstance(n, bytes) and n:
+                    names.add(n.decode())
+        _ON_ARCH[machine] = frozenset(names)
+    return _ON_ARCH[machine]
+
+
 # Syscalls that reach the same kernel operation through another entry point.  A deny
 # list that names one but not the others blocks nothing: chmod is denied, fchmodat works.
 SYSCALL_FAMILIES: tuple[frozenset[str], ...] = tuple(frozenset(f) for f in (

@@ -8,6 +8,8 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 # A sandbox daemon an operator runs on this machine must not serve the tests' sandbox-runc calls
 # unasked: tests that use one start their own and name its socket.
 os.environ.setdefault("SANDBOX_DAEMON_SOCKET", "off")
+# Nor a sandbox agent: complain-mode containers of the tests would be recorded in the operator's log.
+os.environ.setdefault("SANDBOX_AGENT_SOCKET", "off")
 # The CRI suite loads gRPC into this process; by default gRPC's fork handlers start its threads
 # again in every child forked from here.  A forked child whose seccomp filter then denies
 # exit_group leaves those threads alive (glibc's _exit falls back to exit(2), one thread), and the

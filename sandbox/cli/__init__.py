@@ -33,15 +33,17 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .agent_cmd import agent
     from .audit_cmd import audit
     from .check_cmd import apply_cmd, check
     from .daemon_cmd import daemon
     from .doctor_cmd import doctor
+    from .learn_cmd import learn
     from .profile_cmd import profile
     from .run_cmd import run
     from .verify_cmd import verify
 
-    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon, doctor):
+    for cmd in (profile, check, apply_cmd, run, verify, audit, daemon, doctor, agent, learn):
         cli.add_command(cmd)
 
 

@@ -84,6 +84,10 @@ def _row(rec: dict[str, Any]) -> str:
     if d:
         action = d.get("action", "") if d.get("applied", True) else f"({d.get('action', '')})"
         reason = d.get("reason", "")
+    elif rec.get("event") in ("monitor", "syscall", "exec"):
+        from ..monitor import describe
+
+        action, reason = "", describe(rec)
     else:
         action = ""
         reason = data.get("reason") or ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}"
@@ -99,12 +103,16 @@ def _row(rec: dict[str, Any]) -> str:
 @audit.command("show")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.option("--container", "container", metavar="ID", help="Only records of this container.")
+@click.option("--event", "events", multiple=True, metavar="EVENT",
+              help="Only records of this event (repeatable; e.g. syscall, exec, monitor, decision, refused).")
 @FORMAT
-def show(path: str | None, container: str | None, fmt: str) -> None:
+def show(path: str | None, container: str | None, events: tuple[str, ...], fmt: str) -> None:
     """Print audit records, oldest first.
 
     PATH defaults to /var/log/sandbox/audit.jsonl, shown with its rotated siblings PATH.N.
-    This does not check the chain: use `sandbox audit verify` for that.
+    This does not check the chain: use `sandbox audit verify` for that.  The sandbox agent's
+    records (`--event syscall --event exec`) say what a monitored container did: each syscall
+    complain mode let run that enforcement would deny, each denial, each program it ran.
     """
     from ..audit import read_records
 
@@ -113,6 +121,8 @@ def show(path: str | None, container: str | None, fmt: str) -> None:
         click.echo(f"{header} REASON")
     for rec in read_records(_paths((path,) if path else ())):
         if container is not None and rec.get("container_id") != container:
+            continue
+        if events and rec.get("event") not in events:
             continue
         click.echo(json.dumps(rec, ensure_ascii=False) if fmt == "json" else _row(rec))
 

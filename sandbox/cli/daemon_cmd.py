@@ -5,7 +5,6 @@ Optional: without it sandbox-runc does the same work in a fresh Python per creat
 
 from __future__ import annotations
 
-import json
 import os
 
 import click
@@ -35,13 +34,9 @@ def _path(path: str | None) -> str:
 def run(path: str | None, idle_timeout: float) -> None:
     """Serve in the foreground (for a service manager); stops on SIGTERM or `sandbox daemon stop`."""
     from ..daemon import Daemon
-    from ..shim import standard_fds
+    from .service import run_foreground
 
-    standard_fds()  # a service manager may start it with fds closed: the socket must not take one
-    d = Daemon(_path(path), idle_timeout=idle_timeout)
-    d.bind()
-    click.echo(f"sandbox daemon: listening on {d.path} (pid {os.getpid()})", err=True)
-    d.serve_forever()
+    run_foreground(Daemon(_path(path), idle_timeout=idle_timeout), "sandbox daemon")
 
 
 @daemon.command("start")
@@ -50,52 +45,19 @@ def run(path: str | None, idle_timeout: float) -> None:
 @click.option("--log", "log", metavar="FILE", default=os.devnull, help="Where the daemon's own messages go.")
 def start(path: str | None, idle_timeout: float, log: str) -> None:
     """Start the daemon in the background and return once it answers."""
-    from ..daemon import Daemon, ping
-    from ..shim import standard_fds
+    from ..daemon import Daemon
+    from .service import start_background
 
-    standard_fds()
-    d = Daemon(_path(path), idle_timeout=idle_timeout)
-    d.bind()  # errors (already running, unsafe directory) are reported here, in the foreground
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
-        os.chdir("/")
-        null = os.open(os.devnull, os.O_RDWR)
-        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        for fd, src in ((0, null), (1, null), (2, out)):
-            os.dup2(src, fd)
-        try:
-            d.serve_forever()
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    d.close_listener()  # the daemon holds its own copy
-    info = ping(d.path)
-    if info is None:
-        raise click.ClickException(f"the daemon did not answer on {d.path}")
-    click.echo(f"sandbox daemon: listening on {d.path} (pid {info['pid']})")
+    start_background(Daemon(_path(path), idle_timeout=idle_timeout), "sandbox daemon", log)
 
 
 @daemon.command("stop")
 @SOCKET
 def stop(path: str | None) -> None:
     """Ask the daemon to exit (a request in hand is finished first)."""
-    import time
+    from .service import stop as stop_service
 
-    from ..daemon import call, ping
-
-    p = _path(path)
-    info = ping(p)
-    if info is None:
-        raise click.ClickException(f"no sandbox daemon answers on {p}")
-    call(p, [("op", "stop")])
-    for _ in range(100):
-        if not os.path.exists(f"/proc/{info['pid']}"):
-            break
-        time.sleep(0.05)
-    click.echo(f"sandbox daemon: stopped (pid {info['pid']})")
+    stop_service(_path(path), "sandbox daemon")
 
 
 @daemon.command("status")
@@ -104,14 +66,8 @@ def stop(path: str | None) -> None:
 def status(path: str | None, fmt: str) -> None:
     """Exit 0 if a daemon answers on the socket, 1 if not."""
     from ..daemon import ping
+    from .service import status as show
 
     p = _path(path)
     info = ping(p)
-    if fmt == "json":
-        click.echo(json.dumps({"running": info is not None, "socket": p, **(info or {})}))
-    elif info:
-        click.echo(f"sandbox daemon: running on {p} (pid {info['pid']}, {info['served']} requests served)")
-    else:
-        click.echo(f"sandbox daemon: not running on {p}")
-    if info is None:
-        raise SystemExit(1)
+    show(p, "sandbox daemon", fmt, info, f"{info['served']} requests served" if info else "")

@@ -163,3 +163,103 @@ def schema_cmd() -> None:
     from ..schema import profile_schema
 
     click.echo(json.dumps(profile_schema(), indent=2))
+
+
+@profile.command("suggest")
+@click.argument("profile_ref", metavar="PROFILE")
+@click.argument("logs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--container", "containers", multiple=True, metavar="ID",
+              help="Only the records of this container (repeatable; default: every container under PROFILE).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the suggested profile here.")
+@FORMAT
+def suggest_cmd(profile_ref: str, logs: tuple[str, ...], containers: tuple[str, ...], output: str | None,
+                fmt: str) -> None:
+    """The smallest change to PROFILE that would have allowed what its containers were recorded doing.
+
+    Reads the sandbox agent's records (complain mode: what enforcement would deny; denials) of the
+    containers that ran under PROFILE, from LOGS (default: the operator's audit log and its rotated
+    siblings), and shows the change as a unified diff of the profile file (a new profile extending
+    it, for a built-in). Exit 0 nothing to change, 1 a change is suggested (it loosens the profile).
+    """
+    import difflib
+
+    from ..audit import read_records
+    from ..diff import diff
+    from ..loader import load_profile, read_text_file
+    from ..opconfig import load_operator_config
+    from ..suggest import calls_from_records, child_profile, suggest
+    from .audit_cmd import _paths
+
+    op = load_operator_config()
+    prof = load_profile(profile_ref, search_dirs=op.profile_dirs)
+    paths = _paths(logs) if logs else _paths((op.audit_log,))
+    calls = calls_from_records(read_records(paths), prof.name, containers)
+    s, new = suggest(prof, calls)
+    builtin = prof.source.startswith("<builtin>") or not prof.source
+    if builtin:
+        old_text, path = "", "/dev/null"
+        new_text = child_profile(prof.name, f"{prof.name}-suggested"[:64], prof, s)
+    else:
+        old_text, path = read_text_file(prof.source), prof.source
+        new_text = _edited(old_text, prof, s)
+    if s:
+        _check_suggested(new_text, prof, calls, path)
+    changes = diff(prof, new)
+    if fmt == "json":
+        click.echo(json.dumps({"profile": prof.name, "source": prof.source, "calls": len(calls),
+                               "containers": sorted({c.container for c in calls}),
+                               "remove_deny": list(s.remove_deny), "allow": [n for n, _ in s.add_allow],
+                               "rules": [r for r, _ in s.add_rules], "already_allowed": list(s.unchanged),
+                               "changes": [c.__dict__ for c in changes], "profile_text": new_text if s else None},
+                              indent=2))
+    else:
+        n_containers = len({c.container for c in calls})
+        click.echo(f"# {len(calls)} recorded calls of {len({c.syscall for c in calls})} syscalls in {n_containers} "
+                   f"containers under {prof.name}" + (f"; already allowed: {', '.join(s.unchanged)}" if s.unchanged
+                                                      else ""))
+        if not calls:
+            click.echo(f"# no records of containers under {prof.name} in {', '.join(paths)} (complain mode and "
+                       "monitor.denials record them, through `sandbox agent`)")
+        elif not s:
+            click.echo("# nothing to change")
+        else:
+            click.echo("".join(difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True),
+                                                    fromfile=path, tofile=output or path)), nl=False)
+            for c in changes:
+                click.echo(f"# {c}")
+    if output and s:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(new_text)
+    sys.exit(1 if s else 0)
+
+
+def _edited(text: str, prof: Any, s: Any) -> str:
+    """The profile file with the suggestion applied, comments and layout kept where they can be."""
+    from ..loader import _parse_yaml
+    from ..suggest import edit_profile
+
+    data, doc = _parse_yaml(text, prof.source)
+    lines_of = {path: loc.line for path, loc in doc.positions.items() if loc.line}
+    return edit_profile(text, data if isinstance(data, dict) else {}, lines_of, prof, s)
+
+
+def _check_suggested(text: str, prof: Any, calls: Any, path: str) -> None:
+    """The suggested text must load and allow every recorded call (else it is a bug: say so)."""
+    import os
+    import tempfile
+
+    from ..errors import SandboxError
+    from ..loader import load_profile
+    from ..suggest import allowed
+
+    d = os.path.dirname(path) if path != "/dev/null" else None
+    fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        new = load_profile(tmp)
+    finally:
+        os.unlink(tmp)
+    missed = [c.syscall for c in calls if not allowed(new, c)]
+    if missed:
+        raise SandboxError(f"internal error: the suggested profile still denies {', '.join(sorted(set(missed)))}")

@@ -49,12 +49,8 @@ def run(profile_ref: str, rootfs: str | None, bundle: str | None, demo: bool, co
         raise click.UsageError("give exactly one of --rootfs, --bundle or --demo")
     runner = _Runner(profile_ref, container_id or f"sandbox-{secrets.token_hex(6)}", runc_path, runc_root,
                      audit_log, verbose)
-    try:
-        runner.prepare(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
-                       cwd=cwd, tty=tty)
-    except SandboxError as e:
-        runner.fail(e)
-        sys.exit(e.exit_code if e.exit_code in (126, 127) else EXIT_RUN_FAILED)
+    runner.prepare_or_exit(rootfs=rootfs, bundle=bundle, demo=demo, cmd=list(cmd), user=user, env=list(env),
+                           cwd=cwd, tty=tty)
     sys.exit(runner.execute(verify_mode, tty))
 
 
@@ -68,7 +64,7 @@ def _parse_user(user: str) -> dict[str, Any]:
 
 class _Runner:
     def __init__(self, profile_ref: str, cid: str, runc_path: str | None, runc_root: str | None,
-                 audit_log: str | None, verbose: bool) -> None:
+                 audit_log: str | None, verbose: bool, learn_agent: str | None = None) -> None:
         self.profile_ref = profile_ref
         self.cid = cid
         self.runc_path = runc_path
@@ -79,6 +75,9 @@ class _Runner:
         self.audit: Any = None
         self.bundle_dir = ""
         self.runc: Any = None
+        self.learn_agent = learn_agent  # `sandbox learn`: its own agent's socket
+        self.config: dict[str, Any] = {}  # the bundle's config before hardening
+        self.pid = 0  # the container's init, once created
         self.op: Any = None
         self.prep: Any = None  # RuntimePrep: done in our own mount namespace before runc
         self.allocated: dict[str, Any] | None = None  # the id range allocated for the container
@@ -100,6 +99,14 @@ class _Runner:
             click.echo(f"sandbox: {ae}", err=True)
 
     # -- before start -------------------------------------------------------------
+    def prepare_or_exit(self, **kw: Any) -> None:
+        """`prepare`; a failure is recorded and said, and exits 125 (126/127 when runc cannot be run)."""
+        try:
+            self.prepare(**kw)
+        except SandboxError as e:
+            self.fail(e)
+            sys.exit(e.exit_code if e.exit_code in (126, 127) else EXIT_RUN_FAILED)
+
     def prepare(self, *, rootfs: str | None, bundle: str | None, demo: bool, cmd: list[str], user: str | None,
                 env: list[str], cwd: str | None, tty: bool) -> None:
         from .. import formats
@@ -147,6 +154,7 @@ class _Runner:
         from ..dirs import ensure_dir
 
         ensure_dir(state_dir, 0o700)
+        self.config = config
         facts: dict[str, Any] = {}
         resolved: dict[str, Any] = {"source": self.profile.source, "mode": self.profile.mode}
         if userns_required(self.profile) and not has_userns(config):
@@ -157,7 +165,7 @@ class _Runner:
                 resolved["id_range"] = f"{self.allocated['range'].host_id}:{self.allocated['range'].size}"
         # the rootfs or bundle named here is the person's choice, not a hostile config.json's
         outcome = harden(self.profile, config, None, self.cid, named_root=os.path.abspath(bundle or rootfs_path),
-                         named_root_subtree=bool(bundle), **facts)
+                         named_root_subtree=bool(bundle), learn_agent=self.learn_agent, **facts)
         self.prep = outcome.prep
         self.bundle_dir = os.path.join(state_dir, self.cid)
         self._record([{"event": "profile_resolved", "data": resolved}]
@@ -216,7 +224,7 @@ class _Runner:
         pid_file = os.path.join(self.bundle_dir, "init.pid")
         self.runc.create(self.cid, self.bundle_dir, pid_file=pid_file)
         with open(pid_file, encoding="ascii") as f:
-            pid = int(f.read().strip())
+            pid = self.pid = int(f.read().strip())
         self._record([{"event": "created", "data": {"pid": pid}}])
 
         def forward(signum: int, _frame: Any) -> None:

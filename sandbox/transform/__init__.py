@@ -22,7 +22,7 @@ from .namespaces import namespaces
 from .network import network
 from .process import capabilities, lsm, no_new_privileges
 from .resources import resources
-from .seccomp import seccomp
+from .seccomp import agent_routes, ours, seccomp, unroute
 from .sysctls import sysctls
 from .user import user, userns_runtime
 
@@ -45,18 +45,39 @@ STEPS: tuple[Callable[[Context], None], ...] = (
 )
 
 
-def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = None) -> Outcome:
+def apply(profile: Profile, config: dict[str, Any], host: HostFacts | None = None, *,
+          learn: bool = False) -> Outcome:
     """Harden `config` (an OCI runtime-spec config.json as data) under `profile`.
 
     Unknown fields are kept as they are.  In complain mode the decisions are
-    recorded with applied=False and the config is returned unchanged.
+    recorded with applied=False and the config is returned unchanged, but for
+    the routes to the sandbox agent (what the profile would deny, recorded and
+    let run: `transform.seccomp.agent_routes`).  `learn` (for `sandbox learn`):
+    enforce the profile, but hand every syscall the bundle allows to the agent.
     """
-    ctx = Context(profile, _copy(config), host or HostFacts())
+    host = host or HostFacts()
+    linux = config.get("linux")
+    if isinstance(linux, dict) and ours(linux.get("seccomp"), host):
+        config = unroute(config)
+    ctx = Context(profile, _copy(config), host)
     for step in STEPS:
         step(ctx)
-    if profile.mode == "complain":
-        return Outcome(config=_copy(config), decisions=[replace(d, applied=False) for d in ctx.decisions])
+    linux = config.get("linux")
+    own = linux.get("seccomp") if isinstance(linux, dict) else None
+    own = own if isinstance(own, dict) else None
+    if profile.mode == "complain" and not learn:
+        judged = [replace(d, applied=False) for d in ctx.decisions]
+        ctx.decisions = []
+        out = _copy(config)
+        agent_routes(ctx, out, own)
+        return Outcome(config=out, decisions=judged + ctx.decisions)
+    agent_routes(ctx, ctx.config, own, learn=learn)
     return Outcome(config=ctx.config, decisions=ctx.decisions, prep=ctx.prep)
+
+
+def needs_agent(profile: Profile) -> bool:
+    """Whether applying `profile` routes syscalls to the sandbox agent (and so asks whether it answers)."""
+    return profile.mode == "complain" or profile.monitor.exec_trail or profile.monitor.denials
 
 
 def _copy(config: dict[str, Any]) -> dict[str, Any]:

@@ -662,3 +662,310 @@ def _allowed_text(comb: Combined) -> str | None:
 
 def _action_text(r: Rule | Verdict) -> str:
     return f"{r[0]}({tables.errno_name(r[1])})" if r[1] is not None else r[0]
+
+
+# --- routes to the sandbox agent (issue 17) ---------------------------------------------------------
+#
+# Kept apart from the filter above.  `agent_routes` takes a finished section (the one enforcement
+# produced; in complain mode and while learning, the bundle's own) and hands chosen syscalls to the
+# sandbox agent with SCMP_ACT_NOTIFY.  A permissive rule becomes a NOTIFY rule with the same
+# conditions, and the agent answers those "continue", so a route never lets through what the section
+# did not; a denial route replaces an unconditional SCMP_ACT_ERRNO and the agent answers that errno.
+# The agent never reads pointer arguments (docs/security.md, "The agent and TOCTOU").
+
+EXEC_SYSCALLS = ("execve", "execveat")
+# runc refuses SCMP_ACT_NOTIFY on write: after loading the filter its init writes the notify fd's
+# number to its parent, and only then can the parent hand the fd to the agent.
+NOT_ROUTABLE = frozenset({"write"})
+# While learning, what is let run as the profile lets it, without the agent: the syscalls every
+# process makes (memory, signals, threads, time, exit), the fork family and a shell's plumbing around
+# a fork (pipes, dup).  A notified call can fail
+# with EINTR when a signal reaches its task while the agent answers (runc 1.1 loads the filter without
+# SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV), and a shell forks while its children exit: routing these
+# would break workloads and cost a round trip on every call.  The learned profile allows them as the
+# base profile does (`sandbox learn` marks them); calls the base profile's rules would deny (clone with
+# namespace flags) are still sent to the agent.
+LEARN_BASE = NOT_ROUTABLE | frozenset({
+    "read", "close", "fstat", "newfstatat", "lseek", "mmap", "mprotect", "munmap", "brk", "madvise",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "futex",
+    "set_tid_address", "set_robust_list", "rseq", "arch_prctl", "exit", "exit_group", "getpid", "gettid",
+    "clock_gettime", "clock_nanosleep", "nanosleep", "sched_yield", "getrandom", "prlimit64", "readv",
+    "writev", "pread64", "pwrite64", "clone", "fork", "vfork", "wait4", "pipe", "pipe2", "dup", "dup2", "dup3",
+    "fcntl"})
+_ALLOW: Rule = ("SCMP_ACT_ALLOW", None, ())
+_WHAT = {"complain": "complain mode's record of the syscalls the profile would deny",
+         "learn": "learning", "exec": "monitor.exec_trail", "deny": "monitor.denials"}
+_KEY = {"complain": "mode", "learn": "seccomp", "exec": "monitor.exec_trail", "deny": "monitor.denials"}
+
+
+MASK64 = (1 << 64) - 1
+
+
+def _complement(rules: list[Rule]) -> list[tuple[int, int, int, str]] | None:
+    """Single conditions whose union is exactly the calls no permissive rule of `rules` matches, or
+    None when that cannot be written so (runc splits two conditions on one argument into an OR).
+
+    Handles what the built-in profiles use: one MASKED_EQ (clone's namespace flags: one condition per
+    mask bit) and EQ/NE/LT/LE/GT/GE values of one argument whose gaps touch 0, the top, or are one
+    value (socket's address families).
+    """
+    perm = [r for r in rules if r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS]
+    if not perm or any(len(r[2]) != 1 for r in perm) or len({r[2][0][0] for r in perm}) != 1:
+        return None
+    conds = [r[2][0] for r in perm]
+    index = conds[0][0]
+    if any(c[3] == "SCMP_CMP_MASKED_EQ" for c in conds):
+        if len(conds) != 1:
+            return None
+        mask, want = conds[0][1] & MASK64, conds[0][2] & MASK64
+        if want & ~mask:
+            return None  # matches nothing: route the whole syscall
+        bits = [1 << i for i in range(64) if mask >> i & 1]
+        return [(index, b, b & ~want & MASK64, "SCMP_CMP_MASKED_EQ") for b in bits]
+    spans: list[tuple[int, int]] = []
+    for _i, v, _v2, op in conds:
+        v &= MASK64
+        spans += {"SCMP_CMP_EQ": [(v, v)], "SCMP_CMP_NE": [(0, v - 1), (v + 1, MASK64)],
+                  "SCMP_CMP_LT": [(0, v - 1)], "SCMP_CMP_LE": [(0, v)], "SCMP_CMP_GT": [(v + 1, MASK64)],
+                  "SCMP_CMP_GE": [(v, MASK64)]}.get(op, [])
+    spans = sorted((lo, hi) for lo, hi in spans if lo <= hi)
+    gaps, at = [], 0
+    for lo, hi in spans:
+        if lo > at:
+            gaps.append((at, lo - 1))
+        at = max(at, hi + 1)
+    if at <= MASK64:
+        gaps.append((at, MASK64))
+    out = []
+    for lo, hi in gaps:
+        if lo == hi:
+            out.append((index, lo, 0, "SCMP_CMP_EQ"))
+        elif lo == 0:
+            out.append((index, hi, 0, "SCMP_CMP_LE"))
+        elif hi == MASK64:
+            out.append((index, lo, 0, "SCMP_CMP_GE"))
+        else:
+            return None
+    return out
+
+
+def _split(section_rules: list[Rule], enforced: list[Rule]) -> list[Rule] | None:
+    """For a syscall the section allows whole and enforcement only with some arguments: enforcement's
+    allowing rules, and NOTIFY for exactly the rest; None when the rest cannot be written exactly."""
+    if not _allows_every_call(section_rules) or not _permissive(enforced):
+        return None
+    rest = _complement(enforced)
+    if rest is None:
+        return None
+    return [r for r in enforced if r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS] + \
+        [("SCMP_ACT_NOTIFY", None, (c,)) for c in rest]
+
+
+def _emit_over(default: Rule, table: Table) -> list[dict[str, Any]]:
+    """The section's rules, leaving out a syscall whose only rule is the default (runc would skip it)."""
+    return _emit({n: rules for n, rules in table.items() if rules != [default]})
+
+
+def _unconditional(rules: list[Rule]) -> bool:
+    return len(rules) == 1 and not rules[0][2]
+
+
+def _allows_every_call(rules: list[Rule]) -> bool:
+    return any(r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS and not r[2] for r in rules)
+
+
+def ours(section: Any, host: Any) -> bool:
+    """Whether a seccomp section's listener is the sandbox agent (its routes were written by sandbox)."""
+    listener = section.get("listenerPath") if isinstance(section, dict) else None
+    return isinstance(listener, str) and bool(listener) and listener in (host.agent, host.agent_socket)
+
+
+def unroute(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` as it was before sandbox routed it to the agent: NOTIFY rules allow, no listener.
+
+    A bundle that already carries sandbox's routes (engines reuse config.json) is judged as the bundle
+    it was, so applying a profile twice equals applying it once: a syscall that was split (the allowing
+    rules of enforcement and NOTIFY for exactly the rest) is whole again.  Never looser than the
+    routes: a route continues what it notifies, and denial routes replace rules the profile, applied
+    again, denies.
+    """
+    sec = config["linux"]["seccomp"]
+    default, table = bundle_filter(sec)
+    for name, rules in table.items():
+        notes = [r for r in rules if r[0] == "SCMP_ACT_NOTIFY"]
+        if not notes:
+            continue
+        rest = [r for r in rules if r[0] != "SCMP_ACT_NOTIFY"]
+        split = _complement(rest) if rest and all(len(r[2]) == 1 for r in notes) else None
+        if split is not None and set(split) == {r[2][0] for r in notes}:
+            table[name] = [_ALLOW]
+        else:
+            table[name] = _dedupe([("SCMP_ACT_ALLOW", None, r[2]) if r[0] == "SCMP_ACT_NOTIFY" else r for r in rules])
+    new = {k: v for k, v in sec.items() if k not in ("listenerPath", "listenerMetadata")}
+    new["syscalls"] = _emit_over(default, table)
+    return {**config, "linux": {**config["linux"], "seccomp": new}}
+
+
+def _listener_conflict(section: dict[str, Any] | None, kinds: list[str]) -> str | None:
+    """Why the section's own SCMP_ACT_NOTIFY rules cannot stay (None: there are none).
+
+    Routes to the sandbox agent were taken out before (`unroute`): what is left sends syscalls to
+    another listener, which decides what runs, whatever the profile says.
+    """
+    if not section:
+        return None
+    default, table = bundle_filter(section)
+    notified = sorted(n for n, rules in table.items() if any(r[0] == "SCMP_ACT_NOTIFY" for r in rules))
+    if not notified and default[0] != "SCMP_ACT_NOTIFY":
+        return None
+    listener = section.get("listenerPath")
+    return (f"the bundle's filter hands {', '.join(notified[:3])}{' …' if len(notified) > 3 else ''} to a "
+            f"seccomp agent at {listener or '(no listenerPath)'}: runc connects to it as root and gives it the "
+            "container's notification descriptor, and it decides what runs; only the sandbox agent may "
+            "listen" + ("" if not kinds else f", and {', '.join(_WHAT[k] for k in kinds)} needs it"))
+
+
+def agent_routes(ctx: Context, config: dict[str, Any], bundle: dict[str, Any] | None, *,
+                 learn: bool = False) -> None:
+    """Route syscalls of `config` (the result of `apply`) to the sandbox agent, as the profile asks.
+
+    complain mode: what the profile would deny (or allow only with some arguments) and the bundle
+    allows, answered "continue" and recorded; `monitor.exec_trail`: execve and execveat, recorded
+    and let run; `monitor.denials` (enforce): what the filter denies outright, failed by the agent
+    with the filter's errno and recorded; `learn`: everything the bundle allows but LEARN_BASE.
+    `bundle` is the bundle's own seccomp section: routed from in complain mode and while learning.
+    """
+    prof, mon = ctx.profile, ctx.profile.monitor
+    complain = prof.mode == "complain" and not learn
+    kinds = ["learn"] if learn else ["complain"] if complain else []
+    kinds += ["exec"] if mon.exec_trail else []
+    kinds += ["deny"] if mon.denials and not (complain or learn) else []
+    enforced = ctx.config.get("linux", {}).get("seccomp") if isinstance(ctx.config.get("linux"), dict) else None
+    enforced = enforced if isinstance(enforced, dict) else None
+    source = bundle if (complain or learn) else enforced
+    ptr = pointer("linux", "seccomp", "listenerPath")
+    soft = complain or learn  # complain mode refuses nothing
+    conflict = _listener_conflict(source, kinds)
+    if conflict and not soft:
+        ctx.decide("seccomp", ptr, "refuse", (source or {}).get("listenerPath"), None, conflict, "seccomp")
+        return
+    linux = config.setdefault("linux", {})
+    if not kinds or not isinstance(linux, dict):
+        return
+    what = ", ".join(_WHAT[k] for k in kinds)
+    key = _KEY[kinds[0]]
+    if conflict:
+        ctx.decide("monitor", ptr, "warn", (source or {}).get("listenerPath"), None,
+                   f"{what} is not recorded: {conflict}", key)
+        return
+    if ctx.host.agent is None:
+        if soft:
+            ctx.decide("monitor", ptr, "warn", None, None, f"{what} is not recorded: {ctx.host.agent_problem}", key)
+        else:
+            ctx.decide("monitor", ptr, "refuse", None, None, f"{what} needs the sandbox agent: "
+                       f"{ctx.host.agent_problem}", key)
+        return
+
+    sdefault, stable = bundle_filter(source) if source else (_ALLOW, {})
+    edefault, etable = bundle_filter(enforced) if enforced else (_ALLOW, {})
+    candidates = tables.syscalls_on(ctx.host.arch) if kinds != ["exec"] else frozenset(EXEC_SYSCALLS)
+    skipped: list[str] = []
+    routed: dict[str, list[str]] = {}
+    errnos: dict[str, int] = {}
+    table = dict(stable)
+    for name in sorted(candidates):
+        rules = stable.get(name) or [sdefault]
+        erules = etable.get(name) or [edefault]
+        whole = [("SCMP_ACT_NOTIFY", None, r[2]) if r[0] in tables.SECCOMP_PERMISSIVE_ACTIONS else r for r in rules]
+        want: list[str] = []
+        changed = None
+        if _permissive(rules):
+            if (learn and not (name in LEARN_BASE and _allows_every_call(erules))) or \
+                    (complain and not _allows_every_call(erules)):
+                want.append("learn" if learn else "complain")
+                # only the calls enforcement would deny, where that can be written; else every call
+                changed = (_split(rules, erules) if not learn or name in LEARN_BASE else None) or whole
+            if "exec" in kinds and name in EXEC_SYSCALLS:
+                want.append("exec")
+                changed = whole
+        elif "deny" in kinds and _unconditional(rules) and rules[0][0] == "SCMP_ACT_ERRNO":
+            errnos[name] = rules[0][1] if rules[0][1] is not None else 1
+            changed = [("SCMP_ACT_NOTIFY", None, ())]
+        if name in NOT_ROUTABLE and changed is not None:
+            skipped.append(name)
+            errnos.pop(name, None)
+            continue
+        if want:
+            routed[name] = want
+        if changed is not None:
+            table[name] = changed
+    default = sdefault
+    if learn and sdefault[0] in tables.SECCOMP_PERMISSIVE_ACTIONS:
+        # unnamed syscalls (unknown to libseccomp) fail while learning as they will under the learned profile
+        default = edefault
+        for name in LEARN_BASE:
+            if name not in routed:
+                table[name] = [_ALLOW] if name in NOT_ROUTABLE else (etable.get(name) or [edefault])
+    new: dict[str, Any] = {k: v for k, v in (source or {}).items()
+                           if k not in ("defaultAction", "defaultErrnoRet", "syscalls", "listenerPath",
+                                        "listenerMetadata")}
+    new["defaultAction"] = default[0]
+    if default[1] is not None:
+        new["defaultErrnoRet"] = default[1]
+    if "architectures" not in new:
+        native = tables.ARCHITECTURES.get(ctx.host.arch)
+        if native:
+            new["architectures"] = [native[1], *native[2]]
+    new["syscalls"] = _emit_over(default, table)
+    new["listenerPath"] = ctx.host.agent
+    new["listenerMetadata"] = listener_metadata(ctx, kinds, errnos, edefault, etable, routed)
+    before = (source or {}).get("listenerPath")
+    linux["seccomp"] = new
+    ctx.decide("monitor", ptr, "set", before, ctx.host.agent, _route_reason(kinds, routed, errnos), key)
+    if skipped:
+        ctx.decide("monitor", pointer("linux", "seccomp", "syscalls"), "warn", skipped, None,
+                   f"{', '.join(skipped)} cannot be sent to the agent (runc needs write to hand it the "
+                   f"descriptor): not recorded by {what}", key)
+
+
+def listener_metadata(ctx: Context, kinds: list[str], errnos: dict[str, int], edefault: Rule, etable: Table,
+                      routed: dict[str, list[str]]) -> str:
+    """What the agent is told with the descriptor (runc passes it as `metadata`): compact JSON.
+
+    `would`: the enforced filter's rules for the syscalls complain mode routes, so the agent can
+    tell (from the call's integer arguments) whether enforcement would deny the call.
+    """
+    from .. import _fastjson as json
+
+    # complain mode: every routed syscall's rules; learning: the rules that look at arguments (so the
+    # agent records the first call of each distinct value they look at)
+    judged = [n for n, why in routed.items() if "complain" in why or
+              ("learn" in why and any(r[2] for r in etable.get(n, ())))]
+    meta: dict[str, Any] = {
+        "v": 1, "profile": ctx.profile.name, "sha256": ctx.profile.sha256,
+        "mode": "learn" if "learn" in kinds else ctx.profile.mode, "routes": sorted(kinds),
+        "exec": "exec" in kinds, "errno": errnos,
+        "caps": sorted(set(ctx.get("process", "capabilities", "bounding") or [])),
+    }
+    if judged:
+        meta["default"] = list(edefault[:2])
+        meta["would"] = {n: [[r[0], r[1], [list(c) for c in r[2]]] for r in etable[n]]
+                         for n in judged if n in etable}
+    return json.dumps(meta, sort_keys=True)
+
+
+def _route_reason(kinds: list[str], routed: dict[str, list[str]], errnos: dict[str, int]) -> str:
+    parts = []
+    n = {k: sum(1 for why in routed.values() if k in why) for k in ("complain", "learn", "exec")}
+    if n["complain"]:
+        parts.append(f"complain mode: the {n['complain']} syscalls the profile would deny (or allow only with some "
+                     "arguments) and the bundle allows are sent to the sandbox agent, which lets them run and records "
+                     "them")
+    if n["learn"]:
+        parts.append(f"learning: {n['learn']} syscalls are sent to the agent, which lets them run and counts them")
+    if n["exec"]:
+        parts.append("monitor.exec_trail: execve and execveat are sent to the agent, recorded and let run")
+    if errnos:
+        parts.append(f"monitor.denials: the {len(errnos)} syscalls the filter denies outright are failed by the agent "
+                     "with the filter's errno and recorded")
+    return "; ".join(parts) or f"{', '.join(kinds)}: nothing to route"

@@ -41,7 +41,7 @@ def runtime_wrapper(tmp_path, config_path, name="runc", daemon_socket="off"):
     d = tmp_path / "runtime-bin"
     d.mkdir(exist_ok=True)
     path = d / name
-    path.write_text(f"#!/bin/sh\nSANDBOX_CONFIG={config_path} SANDBOX_DAEMON_SOCKET={daemon_socket} "
+    path.write_text(f"#!/bin/sh\nSANDBOX_CONFIG={config_path} SANDBOX_DAEMON_SOCKET={daemon_socket} SANDBOX_AGENT_SOCKET=off "
                     f"exec {shim_path()} \"$@\"\n")
     os.chmod(path, 0o755)
     return str(path)

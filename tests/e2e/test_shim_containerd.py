@@ -236,7 +236,8 @@ def _stdio_probe_runtime(ctrd, work, probe, daemon_socket):
     (work / "probe.py").write_text(PROBE)
     path = work / "runc"
     path.write_text(f"#!/bin/sh\n{sys.executable} -I {work / 'probe.py'} {probe}\n"
-                    f"SANDBOX_CONFIG={ctrd.config} SANDBOX_DAEMON_SOCKET={daemon_socket} exec {shim_path()} \"$@\"\n")
+                    f"SANDBOX_CONFIG={ctrd.config} SANDBOX_DAEMON_SOCKET={daemon_socket} SANDBOX_AGENT_SOCKET=off "
+                    f"exec {shim_path()} \"$@\"\n")
     path.chmod(0o755)
     return str(path)
 

@@ -29,7 +29,7 @@ def test_importing_the_script_runs_nothing():
     # no sandbox import, no subprocess, no temp dir at import time: only definitions
     assert callable(bench.main)
     assert bench.SECTIONS == ("lifecycle", "passthrough", "engine", "userns", "transform", "syscall", "memory",
-                              "verify", "network")
+                              "verify", "network", "agent")
 
 
 def test_median_odd_even_unsorted():
@@ -265,3 +265,11 @@ def test_c_string_literal_is_what_a_c_compiler_reads_back(tmp_path):
     src.write_text(f"#include <stdio.h>\nint main(void) {{ fputs({bench.c_string(text)}, stdout); return 0; }}\n")
     subprocess.run(["gcc", "-o", str(tmp_path / "p"), str(src)], check=True)
     assert subprocess.run([str(tmp_path / "p")], capture_output=True).stdout == text.encode()
+
+
+def test_parse_probe_loop():
+    out = "keyctl=5 errno=0\ncalls=1000 min=1200 p50=1500 p99=9000 mean=1700\n"
+    assert bench.parse_probe_loop(out) == {"calls": 1000.0, "min": 1200.0, "p50": 1500.0, "p99": 9000.0,
+                                           "mean": 1700.0}
+    with pytest.raises(ValueError):
+        bench.parse_probe_loop("nothing")

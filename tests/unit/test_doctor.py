@@ -49,6 +49,19 @@ def test_needs_follow_the_profile_not_its_name(tmp_path):
     assert "seccomp:log" in needs
 
 
+def test_a_profile_that_needs_the_agent_is_blocked_without_it(tmp_path):
+    prof = tmp_path / "watched.yaml"
+    prof.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: watched\nextends: strict\n"
+                    "monitor:\n  exec_trail: true\n")
+    needs = doctor.profile_needs(load_profile(str(prof)), RD)
+    assert "exec trail" in needs["agent"] and "seccomp:user_notif" in needs
+    assert "agent" not in doctor.profile_needs(load_profile("strict"), RD)
+    absent = Check("agent", "nothing listens", missing={"agent": "not running"}, covers=("agent",))
+    report = assess([absent], {"strict": doctor.profile_needs(load_profile("strict"), RD), "watched": needs},
+                    "watched")
+    assert report.checks[0].status == FAIL and "watched cannot be enforced" in report.checks[0].impact
+
+
 # -- the assessment -------------------------------------------------------------------------------------
 
 

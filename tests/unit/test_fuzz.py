@@ -457,6 +457,7 @@ def _check(bundle_dir):
 @example(cfg={**BASE_CONFIG, "process": {**BASE_CONFIG["process"], "capabilities": "ALL"}})
 @example(cfg={**BASE_CONFIG, "mounts": {"destination": "/x"}})
 @example(cfg={**BASE_CONFIG, "linux": {**BASE_CONFIG["linux"], "namespaces": [1, 2, 3]}})
+@example(cfg={**BASE_CONFIG, "mounts": [{"destination": "/proc", "type": "proc", "source": "proc", "options": [None]}]})
 def test_check_of_a_weird_config_exits_0_1_or_3_without_a_traceback(work, cfg):
     d = _bundle(work, _dumps(cfg), "check")
     res, crashed, detail = _check(d)

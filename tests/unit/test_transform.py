@@ -349,8 +349,12 @@ def test_complain_mode_changes_nothing(tmp_path):
     cfg = docker()
     out = apply(p, cfg, DOCKER_FACTS)
     assert out.config == cfg
-    assert out.decisions and all(not d.applied for d in out.decisions)
+    judged = [d for d in out.decisions if d.control != "monitor"]
+    assert judged and all(not d.applied for d in judged)
     assert not out.refused and out.refusals
+    # no agent asked for (DOCKER_FACTS): the syscall-level record is missing, and said so
+    [monitor] = [d for d in out.decisions if d.control == "monitor"]
+    assert monitor.action == "warn" and "not recorded" in monitor.reason and monitor.rule.endswith(": mode")
 
 
 @pytest.mark.parametrize("name", loader.BUILTIN_PROFILES)
