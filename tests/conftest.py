@@ -28,6 +28,8 @@ if "SANDBOX_RUNTIME_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["SANDBOX_RUNTIME_DIR"], True)
 RUNTIME_DIR = os.environ["SANDBOX_RUNTIME_DIR"]
 OCI = os.path.join(ROOT, "oci")
+# the config.json files engines really wrote (oci/<engine>-config.json, scripts/capture-engine-config.py)
+ENGINE_CONFIGS = sorted(f[:-len("-config.json")] for f in os.listdir(OCI) if f.endswith("-config.json"))
 
 
 import pytest  # noqa: E402

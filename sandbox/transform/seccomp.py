@@ -282,7 +282,7 @@ def _prune(boxes: list[ArgBox]) -> list[ArgBox]:
 class Combined:
     """One syscall's intersection: the emitted rules and what the decision needs to know."""
 
-    __slots__ = ("rules", "allowed_after", "narrowed", "prules", "pdefault", "exact", "approx")
+    __slots__ = ("rules", "allowed_after", "narrowed", "prules", "pdefault", "exact", "approx", "reanswered")
 
     def __init__(self, rules: list[Rule], allowed_after: bool, narrowed: set[Verdict], prules: list[Rule],
                  pdefault: Verdict, exact: bool = True) -> None:
@@ -293,6 +293,8 @@ class Combined:
         self.pdefault = pdefault
         self.exact = exact  # False: too complex, every call gets the strictest answer
         self.approx: set[Verdict] = set()  # answers too complex to emit: their calls get the default
+        # (the bundle's answer, the new one) for calls both filters deny with different answers
+        self.reanswered: set[tuple[Verdict, Verdict]] = set()
 
 
 def _region(up: list[ArgBox] | None, ub: list[ArgBox] | None, allp: list[ArgBox], allb: list[ArgBox],
@@ -370,6 +372,7 @@ def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], p
     wanted: dict[Verdict, list[tuple[list[ArgBox] | None, list[ArgBox] | None]]] = {}
     after = False
     narrowed: set[Verdict] = set()
+    reanswered: set[tuple[Verdict, Verdict]] = set()
     for vp, up in [*rp, (pdv, None)]:
         for vb, ub in [*rb, (bdv, None)]:
             v = seccomp_eval.stricter(vp, vb)
@@ -385,6 +388,15 @@ def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], p
                     after = True
                 elif nonempty:
                     narrowed.add(v)
+            elif vb[0] not in permissive and v != vb and (v != default or vb != bdv) and (vb, v) not in reanswered:
+                # a denied call that now gets another answer (ENOSYS for EPERM changes what a program does);
+                # default for default is the default decision's
+                try:
+                    nonempty = bool(_region(up, ub, allp, allb, Work(_DECISION_WORK, 0)))
+                except TooComplex:
+                    nonempty = True
+                if nonempty:
+                    reanswered.add((vb, v))
     spelling: dict[tuple[int, Atom], Arg] = {}
     for r in inputs:
         for c in r[2]:
@@ -416,6 +428,7 @@ def _combine(rp: Regions, rb: Regions, allp: list[ArgBox], allb: list[ArgBox], p
         rules.extend(emitted)
     comb = Combined(sorted(set(rules), key=_rule_key), after, narrowed, [], pdv)
     comb.approx = approx
+    comb.reanswered = reanswered
     return comb
 
 
@@ -493,13 +506,19 @@ def seccomp(ctx: Context) -> None:
             table[name] = [] if v == dv else [rule]
             if raw is not None and v[0] not in permissive and vb[0] in permissive:
                 changes.append((name, Combined([], False, {v}, [(vp[0], vp[1], ())], pdv)))
+            elif raw is not None and v != vb and (v != dv or vb != bdv):
+                # denied by both, now with the profile's answer (one the default decision does not explain)
+                comb = Combined([], False, set(), [(vp[0], vp[1], ())], pdv)
+                comb.reanswered = {(vb, v)}
+                changes.append((name, comb))
             continue
         work = Work(min(PER_SYSCALL, budget), min(RULES_PER_SYSCALL, rule_budget))
         comb = combine(pdefault, pr, bdefault, br, dv, work)
         budget -= min(PER_SYSCALL, budget) - max(work.left, 0)
         rule_budget -= min(RULES_PER_SYSCALL, rule_budget) - max(work.rules, 0)
         table[name] = comb.rules
-        if raw is not None and (comb.narrowed or comb.approx or not (comb.exact or comb.allowed_after)):
+        if raw is not None and (comb.narrowed or comb.approx or comb.reanswered
+                                or not (comb.exact or comb.allowed_after)):
             changes.append((name, comb))
 
     new: dict[str, Any] = {k: v for k, v in (raw or {}).items()
@@ -566,6 +585,16 @@ def _record(ctx: Context, raw: dict[str, Any] | None, bdv: Verdict, default: Rul
                        f"{' or '.join(sorted(_action_text(v) for v in comb.approx))} get the default "
                        f"{_action_text(default)} instead: saying exactly which they are takes more rules than runc "
                        "and the kernel take", "seccomp")
+            if not comb.narrowed:
+                continue
+        if comb.reanswered and comb.exact:
+            for before, now in sorted(comb.reanswered):
+                why = "the profile's answer is stricter" if _rank(now[0]) > _rank(before[0]) else \
+                    "the profile's answer wins a tie of actions"
+                some = "calls of " if comb.narrowed or comb.allowed_after else ""
+                ctx.decide("seccomp", ptr + "/syscalls", "set", name, name,
+                           f"both filters deny {some}{name}; they now get {_action_text(now)} instead of the "
+                           f"bundle's {_action_text(before)} ({why})", "seccomp")
             if not comb.narrowed:
                 continue
         missing = sorted({c for c in _conditional_caps(base, name) if c not in caps})

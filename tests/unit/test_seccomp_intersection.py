@@ -22,7 +22,7 @@ from sandbox.hostfacts import HostFacts
 from sandbox.transform import apply
 from sandbox.transform.context import Context
 from sandbox.transform.seccomp import bundle_filter, combine, intersect, profile_filter
-from tests.conftest import OCI
+from tests.conftest import ENGINE_CONFIGS, FIXTURES, OCI
 from tests.seccomp_probe import probe_args
 
 MASK64 = (1 << 64) - 1
@@ -237,9 +237,10 @@ def test_transform_emits_the_exact_intersection(sec, name):
     check_section(PROFILES[name], config, sec, out)
 
 
+@pytest.mark.parametrize("engine", ENGINE_CONFIGS)
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_engine_filters_are_intersected_exactly(name):
-    with open(os.path.join(OCI, "podman-4.3-config.json")) as f:
+def test_engine_filters_are_intersected_exactly(name, engine):
+    with open(os.path.join(OCI, f"{engine}-config.json")) as f:
         config = json.load(f)
     out = apply(PROFILES[name], config, HostFacts(arch="x86_64"))
     check_section(PROFILES[name], config, config["linux"]["seccomp"], out)
@@ -261,3 +262,30 @@ def test_decision_names_the_real_reason_for_clone():
     assert len(d) == 1 and d[0].action == "tighten", d
     assert "arg0 & 0x7e020000 == 0" in d[0].reason and "more only with CAP_SYS_ADMIN" in d[0].reason
     assert not [d for d in out.decisions if d.action == "drop" and d.before in ("clone", "personality")]
+
+
+def test_decision_records_a_denied_call_that_gets_another_answer():
+    """Both filters deny clone3 (runtime-tools' generator by its default EPERM, the profile with ENOSYS):
+    the answer changes what glibc does (ENOSYS: fall back to clone), so a decision must say so."""
+    with open(os.path.join(FIXTURES, "bundles", "runtime-tools-generate.json")) as f:
+        config = json.load(f)
+    out = apply(PROFILES["baseline"], config, HostFacts(arch="x86_64"))
+    d = [d for d in out.decisions if d.control == "seccomp" and d.before == "clone3"]
+    assert len(d) == 1 and d[0].action == "set", d
+    assert "SCMP_ACT_ERRNO(ENOSYS) instead of the bundle's SCMP_ACT_ERRNO(EPERM)" in d[0].reason
+    assert seccomp_eval.evaluate_section(out.config["linux"]["seccomp"], "clone3") == ("SCMP_ACT_ERRNO", 38)
+
+
+def test_decision_for_reanswered_calls_with_conditions_and_not_for_the_default():
+    """A conditioned rule of the bundle answering EINVAL where the profile answers EPERM gets a decision;
+    calls both filters leave to their defaults are the default decision's (no second record)."""
+    with open(os.path.join(OCI, "podman-4.3-config.json")) as f:
+        config = json.load(f)
+    sec = config["linux"]["seccomp"]
+    sec["syscalls"].append({"names": ["add_key"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+                            "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]})
+    out = apply(PROFILES["baseline"], config, HostFacts(arch="x86_64"))
+    check_section(PROFILES["baseline"], config, sec, out)
+    addkey = [d for d in out.decisions if d.control == "seccomp" and d.before == "add_key"]
+    assert [d.action for d in addkey] == ["set"] and "instead of the bundle's SCMP_ACT_ERRNO(EINVAL)" in addkey[0].reason
+    assert not [d for d in out.decisions if d.control == "seccomp" and d.before == "personality"]
