@@ -9,7 +9,7 @@
  * its arguments, the namespace is not the host's (init's; runc's own when init's is out of reach), and the ruleset loads
  * (its table did not exist).  Anything else -- a table already there (a namespace this
  * container joins), libnftables missing, a state it cannot read -- is handed, unchanged, to
- * the Python hook (sandbox/nethook.py), which decides and says why.  bin/sandbox-nethook is the
+ * the Python hook (sandbox/runtime/nethook.py), which decides and says why.  bin/sandbox-nethook is the
  * sh launcher of that Python hook, installed instead of this program where no C compiler was
  * found at install time.  Python costs ~15 ms per container start; this, ~3 ms.
  */
@@ -33,7 +33,7 @@
 #define NFT_CTX_OUTPUT_JSON (1 << 4)
 
 static const char py_hook[] =
-    "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.nethook import main; sys.exit(main())";
+    "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.runtime.nethook import main; sys.exit(main())";
 
 /* ---- SHA-256 (FIPS 180-4) ------------------------------------------------------------------ */
 
@@ -258,14 +258,14 @@ static void python_hook(char **argv, const char *state, size_t len) {
     *slash = 0;
     snprintf(py, sizeof py, "%s/python3", self);
     const char *python = access(py, X_OK) == 0 ? py : "/usr/bin/python3";
-    snprintf(pattern, sizeof pattern, "%s/../lib/python3*/*-packages/sandbox/nethook.py", self);
+    snprintf(pattern, sizeof pattern, "%s/../lib/python3*/*-packages/sandbox/runtime/nethook.py", self);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0) {
         dprintf(2, "sandbox-nethook: the sandbox package is not installed beside %s\n", self);
         _exit(1);
     }
     char *sp = strdup(g.gl_pathv[0]);
-    sp[strlen(sp) - strlen("/sandbox/nethook.py")] = 0;
+    sp[strlen(sp) - strlen("/sandbox/runtime/nethook.py")] = 0;
     int fds[2];
     if (pipe(fds) != 0) _exit(1);
     pid_t child = fork();

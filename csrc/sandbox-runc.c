@@ -3,7 +3,7 @@
  * Passthrough subcommands (state, start, kill, delete, list, ps, features, ...) exec the real
  * runc at once: no Python, no shell, one exec.  create and run are handed to the sandbox daemon
  * when one is listening on a root-only socket (the hardening work is done by a warm process);
- * otherwise, and for restore/exec/update, they go to the Python hardening path (sandbox.shim).
+ * otherwise, and for restore/exec/update, they go to the Python hardening path (sandbox.runtime.shim).
  * The real runc: $SANDBOX_RUNC, else `runc:` in the operator config, else the first `runc` on
  * PATH that is not this program.  bin/sandbox-runc is the POSIX sh twin used where no C
  * compiler was found at install time; both must decide alike (tests/unit/test_dispatcher.py).
@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* sandbox.runc.is_shim() looks for this marker in a file's first 64 KiB so that PATH search
+/* sandbox.host.runc.is_shim() looks for this marker in a file's first 64 KiB so that PATH search
  * never picks us as runc: an ELF note, which the linker puts at the front even of a static
  * binary (a string in .rodata lands ~700 KiB in). */
 __asm__(".pushsection .note.sandbox-runc, \"a\", @note\n"
@@ -55,8 +55,8 @@ __asm__(".pushsection .note.sandbox-runc, \"a\", @note\n"
 #define REPLY_MAX (256 * 1024)
 
 static const char py_fast[] =
-    "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.shim import main; main()";
-static const char py_site[] = "from sandbox.shim import main; main()";
+    "import sys; sys.path.append(sys.argv.pop(1)); from sandbox.runtime.shim import main; main()";
+static const char py_site[] = "from sandbox.runtime.shim import main; main()";
 
 /* ---- saying why: runc's --log file, then stderr ---------------------------------------------- */
 
@@ -277,7 +277,7 @@ static char *runc_from_path(const struct stat *self) {
 }
 
 /* ---- runc's global flags, read as runc 1.1.5 reads them --------------------------------------
- * Go's flag package and urfave/cli v1, exactly as sandbox/runc_cli.py models them (the table
+ * Go's flag package and urfave/cli v1, exactly as sandbox/core/runc_cli.py models them (the table
  * there is the one declaration; tests/unit/test_dispatcher.py checks that this function, the sh
  * twin and the Python parser agree): `-name` and `--name`, `--name=value`, a string flag without
  * `=` takes the next argument whatever it is, a bool takes a value only after `=`, `--` ends the
@@ -464,7 +464,7 @@ static int documented(const char *code) {
     return c == 126 || c == EXIT_NOT_FOUND || c == 130 ? c : EXIT_INVALID;
 }
 
-/* What the daemon prepared for a user namespace sandbox adds (sandbox/mountns.py): runc must start
+/* What the daemon prepared for a user namespace sandbox adds (sandbox/host/mountns.py): runc must start
  * in a mount namespace of its own where the detached rootfs view is attached at `target`, inside
  * the namespaces the engine made in the host's user namespace (`enter=KIND:PATH` records). */
 struct prep {
@@ -646,11 +646,11 @@ static void exec_python(int argc, char **argv, const char *self_path) {
     args[n++] = (char *)python;
     /* -S skips `site` and its .pth files, a third of Python's start-up; the package is then
      * found in the venv's site-packages directly (an editable install needs site) */
-    snprintf(pattern, sizeof pattern, "%s/../lib/python3*/site-packages/sandbox/shim.py", here);
+    snprintf(pattern, sizeof pattern, "%s/../lib/python3*/site-packages/sandbox/runtime/shim.py", here);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
         char *sp = strdup(g.gl_pathv[0]);
-        sp[strlen(sp) - strlen("/sandbox/shim.py")] = 0;
+        sp[strlen(sp) - strlen("/sandbox/runtime/shim.py")] = 0;
         args[n++] = "-I";
         args[n++] = "-S";
         args[n++] = "-c";

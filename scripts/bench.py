@@ -323,11 +323,11 @@ def bpf_run(prog: Sequence[tuple[int, int, int, int]], nr: int, arch: int = AUDI
             args: Sequence[int] = (0,) * 6, ip: int = 0) -> tuple[int, int]:
     """Run a classic-BPF seccomp program on one syscall; (return value, instructions executed).
 
-    `prog` is a list of (code, jt, jf, k) as the kernel holds them; sandbox.seccomp_bpf runs it
+    `prog` is a list of (code, jt, jf, k) as the kernel holds them; sandbox.core.seccomp_bpf runs it
     as the kernel does.  The instruction count is what the filter costs that syscall,
     deterministically (timings only confirm it).
     """
-    from sandbox import seccomp_bpf
+    from sandbox.core import seccomp_bpf
 
     seccomp_bpf.check(prog)
     return seccomp_bpf.run_counted(prog, seccomp_bpf.data_words(nr, arch, args, ip))
@@ -520,10 +520,10 @@ int main(int argc, char **argv) {
 }
 """
 
-COLD_LOAD = ('import time;t=time.perf_counter();from sandbox.loader import load_profile;'
+COLD_LOAD = ('import time;t=time.perf_counter();from sandbox.core.loader import load_profile;'
              'load_profile("strict");print(time.perf_counter()-t)')
 
-# In a fresh interpreter started as the dispatcher starts it: run sandbox.shim's main with
+# In a fresh interpreter started as the dispatcher starts it: run sandbox.runtime.shim's main with
 # the functions of the create path wrapped in timers; write {"phases": {label: [calls, ns]},
 # "total_ns": ...} as JSON to $BENCH_PHASES_OUT.  Only the modules the hot path imports anyway
 # are imported up front; with BENCH_WRAP_LOADER=1 (a cache miss) the YAML loader too.
@@ -542,10 +542,11 @@ def timed(label, fn):
             c, s = phases.get(label, (0, 0))
             phases[label] = (c + 1, s + time.perf_counter_ns() - t)
     return w
-HOT = ["sandbox.shim", "sandbox.opconfig", "sandbox.cache", "sandbox.runc", "sandbox.bundle", "sandbox.host",
-       "sandbox.transform", "sandbox.audit", "sandbox.service"]
+HOT = ["sandbox.runtime.shim", "sandbox.host.opconfig", "sandbox.host.cache", "sandbox.host.runc",
+       "sandbox.host.bundle", "sandbox.host.probe", "sandbox.core.transform", "sandbox.audit.log",
+       "sandbox.runtime.service"]
 if os.environ.get("BENCH_WRAP_LOADER"):
-    HOT.append("sandbox.loader")
+    HOT.append("sandbox.core.loader")
 t = time.perf_counter_ns()
 import importlib
 for name in HOT:
@@ -556,22 +557,22 @@ for name in HOT:
 phases["imports of the hot-path modules (up front)"] = (1, time.perf_counter_ns() - t)
 m = sys.modules
 WRAPS = [
-    ("sandbox.opconfig", "load_operator_config", "opconfig.load_operator_config (trust check, cache or YAML)"),
-    ("sandbox.cache", "load_operator_config", "  cache.load_operator_config"),
-    ("sandbox.runc", "find_runc", "find_runc"),
-    ("sandbox.bundle", "read_config", "bundle.read_config (config.json)"),
-    ("sandbox.cache", "load_profile", "cache.load_profile (cache lookup, or load on a miss)"),
-    ("sandbox.loader", "load_profile", "  loader.load_profile (YAML, validate, merge, build)"),
-    ("sandbox.loader", "_check_syscall_names", "    loader._check_syscall_names (libseccomp)"),
-    ("sandbox.loader", "build_profile", "    loader.build_profile"),
-    ("sandbox.loader", "_parse_yaml", "loader._parse_yaml (every YAML file, both callers)"),
-    ("sandbox.cache", "lookup", "cache.lookup (read entry, sha256 each dependency; both callers)"),
-    ("sandbox.cache", "store", "cache.store (on a miss; both callers)"),
-    ("sandbox.host", "probe", "host.probe"),
-    ("sandbox.transform", "apply", "transform.apply"),
-    ("sandbox.audit", "AuditLog.append", "AuditLog.append (lock, read tail, write, fsync)"),
-    ("sandbox.bundle", "write_config_atomic", "bundle.write_config_atomic (write, fsync file + dir)"),
-    ("sandbox.shim", "_Shim.spawn_runc", "spawn_runc (the real runc create, waited for)"),
+    ("sandbox.host.opconfig", "load_operator_config", "opconfig.load_operator_config (trust check, cache or YAML)"),
+    ("sandbox.host.cache", "load_operator_config", "  cache.load_operator_config"),
+    ("sandbox.host.runc", "find_runc", "find_runc"),
+    ("sandbox.host.bundle", "read_config", "bundle.read_config (config.json)"),
+    ("sandbox.host.cache", "load_profile", "cache.load_profile (cache lookup, or load on a miss)"),
+    ("sandbox.core.loader", "load_profile", "  loader.load_profile (YAML, validate, merge, build)"),
+    ("sandbox.core.loader", "_check_syscall_names", "    loader._check_syscall_names (libseccomp)"),
+    ("sandbox.core.loader", "build_profile", "    loader.build_profile"),
+    ("sandbox.core.loader", "_parse_yaml", "loader._parse_yaml (every YAML file, both callers)"),
+    ("sandbox.host.cache", "lookup", "cache.lookup (read entry, sha256 each dependency; both callers)"),
+    ("sandbox.host.cache", "store", "cache.store (on a miss; both callers)"),
+    ("sandbox.host.probe", "probe", "host.probe"),
+    ("sandbox.core.transform", "apply", "transform.apply"),
+    ("sandbox.audit.log", "AuditLog.append", "AuditLog.append (lock, read tail, write, fsync)"),
+    ("sandbox.host.bundle", "write_config_atomic", "bundle.write_config_atomic (write, fsync file + dir)"),
+    ("sandbox.runtime.shim", "_Shim.spawn_runc", "spawn_runc (the real runc create, waited for)"),
     ("os", "fsync", "os.fsync (every caller)"),
 ]
 ORDER = ["imports of the hot-path modules (up front)"] + [w[2] for w in WRAPS]
@@ -584,7 +585,7 @@ for mod, name, label in WRAPS:
         setattr(owner, attr, timed(label, getattr(owner, attr)))
 code = 0
 try:
-    m["sandbox.shim"].main(sys.argv[1:])
+    m["sandbox.runtime.shim"].main(sys.argv[1:])
 except SystemExit as e:
     code = e.code or 0
 out = {"phases": [[k, *phases[k]] for k in ORDER if k in phases], "total_ns": time.perf_counter_ns() - T0,
@@ -602,8 +603,8 @@ pr = cProfile.Profile()
 pr.enable()
 code = 0
 try:
-    import sandbox.shim
-    sandbox.shim.main(sys.argv[1:])
+    import sandbox.runtime.shim
+    sandbox.runtime.shim.main(sys.argv[1:])
 except SystemExit as e:
     code = e.code or 0
 pr.disable()
@@ -711,10 +712,10 @@ class Bench:
             st = json.loads(self.check([self.cli, "daemon", "status", "--format", "json", "--socket",
                                         self.daemon_socket]))
             self.daemon_pid = int(st["pid"])
-        out = subprocess.run([self.python, "-m", "sandbox.demo", "path"], capture_output=True, text=True,
+        out = subprocess.run([self.python, "-m", "sandbox.host.demo", "path"], capture_output=True, text=True,
                              check=False)
         if out.returncode != 0:
-            raise CommandFailed([self.python, "-m", "sandbox.demo", "path"], out.returncode, out.stderr)
+            raise CommandFailed([self.python, "-m", "sandbox.host.demo", "path"], out.returncode, out.stderr)
         self.rootfs = out.stdout.strip()
         if not self.site_packages:
             self.notes.append("sandbox is an editable install here: bin/sandbox-runc cannot start Python with -S "
@@ -817,7 +818,7 @@ class Bench:
 
     def make_bundle(self, name: str, args: list[str], profile: str | None, rootfs: str | None = None) -> str:
         """A runc-spec-shaped bundle in the temp dir, hardened under `profile` with `sandbox apply`."""
-        from sandbox.bundle import spec_for_rootfs
+        from sandbox.host.bundle import spec_for_rootfs
 
         bundle = os.path.join(self.tmp, name)
         os.mkdir(bundle, 0o755)
@@ -1126,7 +1127,7 @@ class Bench:
         container but for the view.  A third variant, the same fresh bundle with a user namespace the
         engine made (as dockerd --userns-remap or podman --userns do), needs no view: the difference to it
         is the mechanism alone."""
-        from sandbox.bundle import spec_for_rootfs
+        from sandbox.host.bundle import spec_for_rootfs
 
         fresh = self.make_bundle("userns-fresh", ["true"], None)
         owned = self.make_bundle("userns-owned", ["true"], None)
@@ -1182,9 +1183,9 @@ class Bench:
     def transform(self) -> None:
         import gc
 
-        from sandbox.hostfacts import HostFacts
-        from sandbox.loader import load_profile
-        from sandbox.transform import apply
+        from sandbox.core.hostfacts import HostFacts
+        from sandbox.core.loader import load_profile
+        from sandbox.core.transform import apply
 
         fixture = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "tests", "fixtures", "bundles", "docker-like.json")
@@ -1376,7 +1377,7 @@ class Bench:
             agent.wait(60)
 
     def _agent_rows(self, rootfs: str, sock: str, agent_pid: int, probe: str) -> None:
-        from sandbox.unixsock import ping
+        from sandbox.runtime.unixsock import ping
 
         for _ in range(200):
             if ping(sock):
@@ -1551,8 +1552,8 @@ class Bench:
     # -- --analyse: where the time of `sandbox-runc create` goes --------------------------------------------------
     # -- 7. network policy: the hook's cost per start, the rules' cost per packet ---------------------------
     def network(self) -> None:
-        from sandbox.netrules import canonical, ruleset
-        from sandbox.profile import NetRule, NetworkPolicy
+        from sandbox.core.netrules import canonical, ruleset
+        from sandbox.core.profile import NetRule, NetworkPolicy
 
         if not shutil.which("nft") and not os.path.exists("/usr/sbin/nft"):
             self.add(Row("network", "", verdict=SKIP, detail="nftables is not installed", section="network"))
@@ -1823,9 +1824,9 @@ def dispatcher_python(shim: str) -> tuple[str | None, str]:
 
 def seccomp_filters(pid: int) -> list[list[tuple[int, int, int, int]]]:
     """The seccomp programs attached to `pid` (oldest first), read as `sandbox verify` reads them (root)."""
-    from sandbox import seccomp_bpf
+    from sandbox.core import seccomp_bpf
     from sandbox.errors import InspectError
-    from sandbox.ptrace import read_filters_of
+    from sandbox.host.ptrace import read_filters_of
 
     try:
         return [list(seccomp_bpf.decode(raw)) for raw in read_filters_of(pid)]
@@ -1896,7 +1897,7 @@ def machine_info(runc: str, python: str) -> dict[str, Any]:
     except OSError:
         pass
     try:
-        from sandbox.host import cgroup_version
+        from sandbox.host.probe import cgroup_version
 
         cgroup = cgroup_version()
     except Exception:  # noqa: BLE001 - informational only

@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("capture-engine-config: must run as root (it starts private engines)", file=sys.stderr)
         return 2
-    from sandbox.demo import build_rootfs
-    from sandbox.runc import find_runc
+    from sandbox.host.demo import build_rootfs
+    from sandbox.host.runc import find_runc
 
     runc = find_runc()
     status = 0

@@ -2,7 +2,7 @@
 """Rewrite the generated tables of docs/profile-reference.md from the field declaration.
 
 `scripts/profile-reference.py` writes the file; `--check` exits 1 when it is out of date.
-The tables come from `sandbox.fields.FIELDS` (and each lint rule's field), so adding a
+The tables come from `sandbox.core.fields.FIELDS` (and each lint rule's field), so adding a
 field and running this is all the reference needs.
 """
 
@@ -12,8 +12,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sandbox.fields import render_reference  # noqa: E402
-from sandbox.lint import rules_by_field  # noqa: E402
+from sandbox.core.fields import render_reference  # noqa: E402
+from sandbox.core.lint import rules_by_field  # noqa: E402
 
 PATH = os.path.join(ROOT, "docs", "profile-reference.md")
 

@@ -35,7 +35,7 @@ def _cell(s: str) -> str:
 
 
 def hostpaths() -> str:
-    from sandbox.transform.hostpath import USES
+    from sandbox.core.transform.hostpath import USES
 
     lines = ["| use | config.json field | what runc 1.1.5 does with it | rule |", "|---|---|---|---|"]
     for name, u in USES.items():
@@ -44,7 +44,7 @@ def hostpaths() -> str:
 
 
 def mounttypes() -> str:
-    from sandbox import tables
+    from sandbox.core import tables
 
     lines = ["| type | destination | filesystem data options allowed |", "|---|---|---|"]
     for t, (dest, opts) in tables.MOUNT_TYPES.items():
@@ -54,7 +54,7 @@ def mounttypes() -> str:
 
 
 def fields() -> str:
-    from sandbox import ocishape
+    from sandbox.core import ocishape
 
     lines = ["| field | JSON type | sandbox | what / why |", "|---|---|---|---|"]
     for path, kind, how, note in ocishape.FIELDS:
@@ -64,7 +64,7 @@ def fields() -> str:
 
 
 def cves() -> str:
-    from sandbox.runc_cves import status
+    from sandbox.core.runc_cves import status
 
     version, package = MACHINE_RUNC
     lines = [f"| CVE | what | fixed upstream in | runc {package} here | what sandbox applies | tested by |",
@@ -80,7 +80,7 @@ def cves() -> str:
 
 def flag_rows() -> list[tuple[str, Any]]:
     """(subcommand or "global", FlagSpec) for every row of runc's flag table, in the table's order."""
-    from sandbox.runc_cli import GLOBAL_FLAGS, SUBCOMMAND_FLAGS
+    from sandbox.core.runc_cli import GLOBAL_FLAGS, SUBCOMMAND_FLAGS
 
     return [("global", s) for s in GLOBAL_FLAGS] + [(sub, s) for sub, specs in SUBCOMMAND_FLAGS.items()
                                                     for s in specs]

@@ -49,7 +49,7 @@ NETHOOK = "/usr/lib/sandbox/bin/sandbox-nethook"
 
 def nethook_facts():
     """HostFacts keyword arguments of a host where sandbox's network hook program is installed and trusted."""
-    from sandbox.hostfacts import Executable
+    from sandbox.core.hostfacts import Executable
 
     return {"own_hooks": frozenset({NETHOOK}), "realpaths": {NETHOOK: NETHOOK},
             "executables": {NETHOOK: Executable(real=NETHOOK, trusted_chain=True)}}

@@ -1,7 +1,7 @@
 """A written table of how runc 1.1.5 reads command lines, for the parser's tests.
 
 Each row: an argv and what runc does with it.  tests/unit/test_runc_cli.py checks
-sandbox.runc_cli against every row; tests/e2e/test_runc_argv.py runs every row through the
+sandbox.core.runc_cli against every row; tests/e2e/test_runc_argv.py runs every row through the
 real runc (container "c1" does not exist there, the working directory is empty, `{root}` is a
 fresh state directory) and checks that runc agrees: parses it and goes on to the subcommand's
 work, prints help, or refuses it as a usage error.
@@ -140,7 +140,7 @@ def global_argvs(st):
 
 def subcommand_argvs(st):
     """A hypothesis strategy: one hardened subcommand and a soup of its flags, values and arguments."""
-    from sandbox.runc_cli import BOOL, SUBCOMMAND_FLAGS
+    from sandbox.core.runc_cli import BOOL, SUBCOMMAND_FLAGS
 
     def for_sub(sub):
         flag_tokens = []

@@ -10,7 +10,7 @@ getppid with each argument vector through syscall(2).  getppid ignores its argum
 filter checks them, so the kernel's answer is the filter's answer.  Every other syscall is
 allowed so the child can report.
 
-`program_outcome` is the same oracle one level down, for sandbox.seccomp_bpf: it installs raw
+`program_outcome` is the same oracle one level down, for sandbox.core.seccomp_bpf: it installs raw
 classic-BPF programs (`struct sock_filter` bytes, oldest first) with seccomp(2) and makes one call;
 `bpf_outcome` is what a filter's return value must produce.  `program_accepts` asks whether the
 kernel takes a program at all; `install_filter` and `compile_filter` make the filtered processes of
@@ -376,9 +376,9 @@ def program_accepts(program, seconds=2.0):
 
 
 def bpf_outcome(ret):
-    """What a process gets for a filter's return value, by sandbox.seccomp_bpf's decoding (no tracer, no
+    """What a process gets for a filter's return value, by sandbox.core.seccomp_bpf's decoding (no tracer, no
     listener), in `program_outcome`'s words."""
-    from sandbox import seccomp_bpf
+    from sandbox.core import seccomp_bpf
 
     name, data = seccomp_bpf.action(ret)
     if name in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):

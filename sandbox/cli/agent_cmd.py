@@ -25,13 +25,13 @@ def agent() -> None:
 
 
 def _path(path: str | None) -> str:
-    from ..agent_client import DEFAULT_SOCKET, socket_path
+    from ..runtime.agent_client import DEFAULT_SOCKET, socket_path
 
     return os.path.abspath(path or socket_path() or DEFAULT_SOCKET)
 
 
 def _agent(path: str | None, audit_log: str | None, max_fds: int, flush_interval: float) -> object:
-    from ..agent import Agent, audit_appender
+    from ..runtime.agent import Agent, audit_appender
 
     append, on_failure = audit_appender(audit_log)
     return Agent(_path(path), append, fail_closed=on_failure == "fail", max_fds=max_fds, flush_interval=flush_interval)
@@ -76,7 +76,7 @@ def stop(path: str | None) -> None:
 @FORMAT
 def status(path: str | None, fmt: str) -> None:
     """Exit 0 if an agent answers on the socket, 1 if not."""
-    from ..unixsock import call
+    from ..runtime.unixsock import call
     from .service import status as show
 
     p = _path(path)

@@ -21,7 +21,7 @@ def audit() -> None:
 
 def _paths(given: tuple[str, ...]) -> list[str]:
     """One path (or none: the default) means that log and its rotated siblings; several are taken as given."""
-    from ..audit import DEFAULT_PATH, rotated_set
+    from ..audit.log import DEFAULT_PATH, rotated_set
     from ..errors import AuditError
 
     if len(given) > 1:
@@ -50,7 +50,7 @@ def verify(paths: tuple[str, ...], key_file: str | None, expect_seq: int | None,
     """
     import os
 
-    from ..audit import load_key, verify_files
+    from ..audit.log import load_key, verify_files
 
     files = _paths(paths)
     key = load_key(key_file, owners=(0, os.geteuid())) if key_file else None
@@ -85,7 +85,7 @@ def _row(rec: dict[str, Any]) -> str:
         action = d.get("action", "") if d.get("applied", True) else f"({d.get('action', '')})"
         reason = d.get("reason", "")
     elif rec.get("event") in ("monitor", "syscall", "exec"):
-        from ..monitor import describe
+        from ..core.monitor import describe
 
         action, reason = "", describe(rec)
     else:
@@ -114,7 +114,7 @@ def show(path: str | None, container: str | None, events: tuple[str, ...], fmt: 
     records (`--event syscall --event exec`) say what a monitored container did: each syscall
     complain mode let run that enforcement would deny, each denial, each program it ran.
     """
-    from ..audit import read_records
+    from ..audit.log import read_records
 
     if fmt == "text":
         header = " ".join(f"{n:>{w}}" if n == "SEQ" else f"{n:<{w}}" for n, w in _COLUMNS)
@@ -136,7 +136,7 @@ def seal_cmd(path: str, key_file: str | None) -> None:
     The torn bytes are moved to PATH.torn-<time> and a `sealed` record is appended, chained to the
     last good record, so the log verifies again and nothing is lost.
     """
-    from ..audit import seal
+    from ..audit.log import seal
 
     rec = seal(path, hmac_key_file=key_file)
     if not rec:

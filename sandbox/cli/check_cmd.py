@@ -25,10 +25,10 @@ def check(profile_ref: str | None, host: bool, bundle_dir: str | None, fmt: str)
     Exit 0 allowed, 3 refused, 1 invalid input.  With --host: what sandbox-runc finds on
     this host (exit 1 when user namespaces or idmapped mounts are unavailable).
     """
-    from .. import formats
-    from ..bundle import read_config
-    from ..decisions import Outcome
-    from ..service import bundle_problems, harden, resolve_profile
+    from ..core import formats
+    from ..core.decisions import Outcome
+    from ..host.bundle import read_config
+    from ..runtime.service import bundle_problems, harden, resolve_profile
 
     if host:
         _host_report(fmt)
@@ -66,9 +66,9 @@ def apply_cmd(profile_ref: str, bundle_dir: str, output: str | None) -> None:
     """
     import os
 
-    from .. import formats
-    from ..bundle import read_config, write_config_atomic
-    from ..service import bundle_problems, harden, resolve_profile
+    from ..core import formats
+    from ..host.bundle import read_config, write_config_atomic
+    from ..runtime.service import bundle_problems, harden, resolve_profile
 
     profile = resolve_profile(profile_ref)
     problems: list = []
@@ -92,9 +92,9 @@ def _host_report(fmt: str) -> None:
     """`sandbox check --host`."""
     import os
 
-    from ..engines import discover
-    from ..idpool import in_use
-    from ..opconfig import load_operator_config, runtime_dir
+    from ..host.engines import discover
+    from ..host.idpool import in_use
+    from ..host.opconfig import load_operator_config, runtime_dir
 
     op = load_operator_config()
     found = discover()
@@ -138,9 +138,9 @@ def _idmap_support() -> str:
     """Try an idmapped clone of the filesystem holding the engines' usual storage (nothing is attached)."""
     import os
 
+    from ..core.profile import IdMapping
     from ..errors import PolicyRefusal
-    from ..mountns import filesystem_of, idmapped_clone, userns_fd
-    from ..profile import IdMapping
+    from ..host.mountns import filesystem_of, idmapped_clone, userns_fd
 
     path = next((p for p in ("/var/lib/containerd", "/var/lib/docker", "/var/lib") if os.path.isdir(p)), "/")
     try:

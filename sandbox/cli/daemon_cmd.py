@@ -23,7 +23,7 @@ def daemon() -> None:
 
 
 def _path(path: str | None) -> str:
-    from ..daemon import socket_path
+    from ..runtime.daemon import socket_path
 
     return os.path.abspath(path or socket_path())
 
@@ -33,7 +33,7 @@ def _path(path: str | None) -> str:
 @IDLE_TIMEOUT
 def run(path: str | None, idle_timeout: float) -> None:
     """Serve in the foreground (for a service manager); stops on SIGTERM or `sandbox daemon stop`."""
-    from ..daemon import Daemon
+    from ..runtime.daemon import Daemon
     from .service import run_foreground
 
     run_foreground(Daemon(_path(path), idle_timeout=idle_timeout), "sandbox daemon")
@@ -45,7 +45,7 @@ def run(path: str | None, idle_timeout: float) -> None:
 @click.option("--log", "log", metavar="FILE", default=os.devnull, help="Where the daemon's own messages go.")
 def start(path: str | None, idle_timeout: float, log: str) -> None:
     """Start the daemon in the background and return once it answers."""
-    from ..daemon import Daemon
+    from ..runtime.daemon import Daemon
     from .service import start_background
 
     start_background(Daemon(_path(path), idle_timeout=idle_timeout), "sandbox daemon", log)
@@ -65,7 +65,7 @@ def stop(path: str | None) -> None:
 @FORMAT
 def status(path: str | None, fmt: str) -> None:
     """Exit 0 if a daemon answers on the socket, 1 if not."""
-    from ..daemon import ping
+    from ..runtime.daemon import ping
     from .service import status as show
 
     p = _path(path)

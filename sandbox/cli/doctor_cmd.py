@@ -11,7 +11,7 @@ import click
 from .options import FORMAT
 
 if TYPE_CHECKING:
-    from ..doctor import Report
+    from ..host.doctor import Report
 
 _STYLE = {"ok": "green", "note": "cyan", "warn": "yellow", "missing": "red", "fail": "bold red"}
 
@@ -30,7 +30,7 @@ def doctor(ctx: click.Context, fmt: str, brief: bool) -> None:
     config, the audit log, the daemon.  Exit 1 when the default profile cannot be enforced here.
     Reads only: nothing is created or changed.
     """
-    from ..doctor import run
+    from ..host.doctor import run
 
     report = run()
     if fmt == "json":

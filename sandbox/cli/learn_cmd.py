@@ -4,7 +4,7 @@ The workload runs as `sandbox run` runs it, under the base profile (its capabili
 namespace, mounts, limits), but with a seccomp filter that hands every syscall outside a small
 base (`transform.seccomp.LEARN_BASE`) to a private agent started for the run, which lets it run
 and counts it.  The records go to the audit log like any agent's.  Afterwards the profile is
-written (`sandbox.learn`), loaded back and linted.
+written (`sandbox.core.learn`), loaded back and linted.
 
 Exit status: 0 the profile was written (the workload's own exit status is printed and in the
 profile's header), 1 it could not be written or is invalid, 2 usage, 125 the workload could not
@@ -49,9 +49,9 @@ def learn(profile_ref: str, rootfs: str | None, bundle: str | None, demo: bool, 
     import secrets
     import tempfile
 
-    from ..agent import run_in_thread
-    from ..audit import AuditLog
-    from ..opconfig import load_operator_config
+    from ..audit.log import AuditLog
+    from ..host.opconfig import load_operator_config
+    from ..runtime.agent import run_in_thread
     from .run_cmd import _Runner
 
     if sum(map(bool, (rootfs, bundle, demo))) != 1:
@@ -172,12 +172,12 @@ class _Watch:
 
 def _write(runner: Any, seen: _Seen, output: str, base_ref: str, name: str | None, command: list[str],
            seconds: float, code: int | None) -> None:
-    from .. import lint
-    from ..audit import rfc3339_ns
-    from ..learn import learned_profile
-    from ..loader import load_profile
-    from ..service import harden
-    from ..transform.seccomp import LEARN_BASE, bundle_filter
+    from ..audit.log import rfc3339_ns
+    from ..core import lint
+    from ..core.learn import learned_profile
+    from ..core.loader import load_profile
+    from ..core.transform.seccomp import LEARN_BASE, bundle_filter
+    from ..runtime.service import harden
 
     base = runner.profile
     if runner.cid not in seen.totals:

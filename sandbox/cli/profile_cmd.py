@@ -20,7 +20,7 @@ def profile() -> None:
 @profile.command("list")
 def list_cmd() -> None:
     """List the built-in profiles."""
-    from ..loader import BUILTIN_PROFILES, load_profile
+    from ..core.loader import BUILTIN_PROFILES, load_profile
 
     for name in BUILTIN_PROFILES:
         p = load_profile(name)
@@ -34,7 +34,7 @@ def show(name: str, resolved: bool) -> None:
     """Print a profile (a built-in name or a path)."""
     import yaml
 
-    from ..loader import BUILTIN_PROFILES, builtin_profile_text, load_profile, read_text_file
+    from ..core.loader import BUILTIN_PROFILES, builtin_profile_text, load_profile, read_text_file
 
     if resolved:
         p = load_profile(name)
@@ -51,7 +51,7 @@ def show(name: str, resolved: bool) -> None:
 @FORMAT
 def validate(paths: tuple[str, ...], fmt: str) -> None:
     """Check profiles; print `file:line:col: field: message` per problem. Exit 1 if any is invalid."""
-    from ..loader import load_profile_with_warnings
+    from ..core.loader import load_profile_with_warnings
 
     bad = False
     report: list[dict[str, Any]] = []
@@ -94,8 +94,8 @@ def _err_json(e: ProfileError) -> dict[str, Any]:
               show_default=True, help="Exit 1 when a finding of at least this severity is found.")
 def lint_cmd(paths: tuple[str, ...], fmt: str, fail_on: str) -> None:
     """Report where profiles are weaker than they could be, with stable rule ids."""
-    from ..lint import RULES, SEVERITIES, lint
-    from ..loader import field_location, load_profile
+    from ..core.lint import RULES, SEVERITIES, lint
+    from ..core.loader import field_location, load_profile
 
     results = []
     for path in paths:
@@ -143,8 +143,8 @@ def _sarif(results: list[Any], rules: list[Any]) -> dict[str, Any]:
 @FORMAT
 def diff_cmd(old: str, new: str, fmt: str) -> None:
     """What NEW loosens and tightens compared with OLD. Exit 1 if anything loosens."""
-    from ..diff import diff
-    from ..loader import load_profile
+    from ..core.diff import diff
+    from ..core.loader import load_profile
 
     changes = diff(load_profile(old), load_profile(new))
     if fmt == "json":
@@ -160,7 +160,7 @@ def diff_cmd(old: str, new: str, fmt: str) -> None:
 @profile.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of profiles (for editors' YAML validation)."""
-    from ..schema import profile_schema
+    from ..core.schema import profile_schema
 
     click.echo(json.dumps(profile_schema(), indent=2))
 
@@ -183,11 +183,11 @@ def suggest_cmd(profile_ref: str, logs: tuple[str, ...], containers: tuple[str, 
     """
     import difflib
 
-    from ..audit import read_records
-    from ..diff import diff
-    from ..loader import load_profile, read_text_file
-    from ..opconfig import load_operator_config
-    from ..suggest import calls_from_records, child_profile, suggest
+    from ..audit.log import read_records
+    from ..core.diff import diff
+    from ..core.loader import load_profile, read_text_file
+    from ..core.suggest import calls_from_records, child_profile, suggest
+    from ..host.opconfig import load_operator_config
     from .audit_cmd import _paths
 
     op = load_operator_config()
@@ -235,8 +235,8 @@ def suggest_cmd(profile_ref: str, logs: tuple[str, ...], containers: tuple[str, 
 
 def _edited(text: str, prof: Any, s: Any) -> str:
     """The profile file with the suggestion applied, comments and layout kept where they can be."""
-    from ..loader import _parse_yaml
-    from ..suggest import edit_profile
+    from ..core.loader import _parse_yaml
+    from ..core.suggest import edit_profile
 
     data, doc = _parse_yaml(text, prof.source)
     lines_of = {path: loc.line for path, loc in doc.positions.items() if loc.line}
@@ -248,9 +248,9 @@ def _check_suggested(text: str, prof: Any, calls: Any, path: str) -> None:
     import os
     import tempfile
 
+    from ..core.loader import load_profile
+    from ..core.suggest import allowed
     from ..errors import SandboxError
-    from ..loader import load_profile
-    from ..suggest import allowed
 
     d = os.path.dirname(path) if path != "/dev/null" else None
     fd, tmp = tempfile.mkstemp(suffix=".yaml", dir=d)

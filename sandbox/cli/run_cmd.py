@@ -109,14 +109,14 @@ class _Runner:
 
     def prepare(self, *, rootfs: str | None, bundle: str | None, demo: bool, cmd: list[str], user: str | None,
                 env: list[str], cwd: str | None, tty: bool) -> None:
-        from .. import formats
-        from ..audit import AuditLog
-        from ..bundle import make_bundle, read_config, spec_for_rootfs
+        from ..audit.log import AuditLog
+        from ..core import formats
+        from ..core.transform.user import has_userns, userns_required
         from ..errors import PolicyRefusal
-        from ..opconfig import load_operator_config
-        from ..runc import Runc, find_runc
-        from ..service import harden, resolve_profile, userns_facts
-        from ..transform.user import has_userns, userns_required
+        from ..host.bundle import make_bundle, read_config, spec_for_rootfs
+        from ..host.opconfig import load_operator_config
+        from ..host.runc import Runc, find_runc
+        from ..runtime.service import harden, resolve_profile, userns_facts
 
         op = load_operator_config()
         self.audit = AuditLog(self.audit_path or op.audit_log, on_failure=op.on_audit_failure,
@@ -133,7 +133,7 @@ class _Runner:
                 proc["args"] = cmd
         else:
             if demo:
-                from ..demo import demo_rootfs
+                from ..host.demo import demo_rootfs
 
                 rootfs = demo_rootfs()
             assert rootfs is not None
@@ -151,7 +151,7 @@ class _Runner:
         proc["terminal"] = tty
         config.setdefault("root", {})["path"] = rootfs_path
         state_dir = os.environ.get("SANDBOX_STATE_DIR", DEFAULT_STATE_DIR)
-        from ..dirs import ensure_dir
+        from ..host.dirs import ensure_dir
 
         ensure_dir(state_dir, 0o700)
         self.config = config
@@ -175,7 +175,7 @@ class _Runner:
             click.echo(formats.verdict_line(self.profile, outcome), err=True)
         if outcome.refused:
             if self.allocated:
-                from ..service import release_ids
+                from ..runtime.service import release_ids
 
                 release_ids(op, self.allocated)
             raise PolicyRefusal(formats.refusal_message(self.profile, outcome), profile=self.profile.name)
@@ -188,7 +188,7 @@ class _Runner:
 
         try:
             if self.prep is not None:
-                from ..mountns import prepare
+                from ..host.mountns import prepare
 
                 prepare(self.prep)  # our own mount namespace: runc and the container inherit it
             if tty:
@@ -248,8 +248,8 @@ class _Runner:
 
     def _verify(self, mode: str) -> bool:
         """Record the verification; False when the container must not start."""
-        from ..bundle import read_config
-        from ..verify import format_text, to_json
+        from ..core.verify import format_text, to_json
+        from ..host.bundle import read_config
         from .verify_cmd import verify_container
 
         config = read_config(self.bundle_dir)

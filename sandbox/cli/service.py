@@ -21,7 +21,7 @@ class Server(Protocol):
 
 
 def run_foreground(server: Server, name: str) -> None:
-    from ..shim import standard_fds
+    from ..runtime.shim import standard_fds
 
     standard_fds()  # a service manager may start it with fds closed: the socket must not take one
     server.bind()
@@ -31,8 +31,8 @@ def run_foreground(server: Server, name: str) -> None:
 
 def start_background(server: Server, name: str, log: str) -> None:
     """Bind in the foreground (errors are reported here), serve from a detached child."""
-    from ..shim import standard_fds
-    from ..unixsock import ping
+    from ..runtime.shim import standard_fds
+    from ..runtime.unixsock import ping
 
     standard_fds()
     server.bind()
@@ -62,7 +62,7 @@ def stop(path: str, name: str) -> None:
     """Ask the service to exit and wait (up to 5 s) until it has."""
     import time
 
-    from ..unixsock import call, ping
+    from ..runtime.unixsock import call, ping
 
     info = ping(path)
     if info is None:

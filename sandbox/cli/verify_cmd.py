@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
+from ..core.verify import Check, failed, format_text, summary, to_json
 from ..errors import EXIT_INVALID, InspectError, PolicyRefusal, RuncError, UsageError
-from ..verify import Check, failed, format_text, summary, to_json
 from .options import profile_option
 
 
@@ -23,16 +23,16 @@ def runc_state(container_id: str, *, root: str | None = None, runc: str | None =
     """`runc [--root R] state ID` as a dict (id, pid, status, bundle, ...).
 
     The real runc is the `runc` path if given, else $SANDBOX_RUNC, else the first `runc`
-    on PATH that is not our shim (sandbox.runc.find_runc); a missing one raises RuncError.
+    on PATH that is not our shim (sandbox.host.runc.find_runc); a missing one raises RuncError.
     """
-    from ..runc import Runc, find_runc
+    from ..host.runc import Runc, find_runc
 
     return Runc(find_runc(runc), root=root).state(container_id)
 
 
 def read_bundle_config(bundle: str) -> dict[str, Any]:
     """The bundle's config.json (BundleError when it cannot be read or is malformed)."""
-    from ..bundle import read_config
+    from ..host.bundle import read_config
 
     return read_config(bundle)
 
@@ -61,7 +61,7 @@ def verify_container(container_id: str, *, root: str | None, runc: str | None,
         if not isinstance(bundle, str) or not bundle:
             raise RuncError(f"runc state {container_id} names no bundle")
         expected_config = read_bundle_config(bundle)
-    from ..node import check_process
+    from ..host.node import check_process
 
     checks = check_process(pid, expected_config, all_processes=all_processes)
     # The pid could have been reused by an unrelated process while we read it: runc's own
@@ -134,7 +134,7 @@ def verify(container_id: str | None, all_containers: bool, all_processes: bool, 
     expected_config = read_bundle_config(bundle)
     checks: list[Check]
     if profile_ref:
-        from ..service import apply_profile_to_config
+        from ..runtime.service import apply_profile_to_config
 
         try:
             expected_config = apply_profile_to_config(profile_ref, expected_config, bundle)
@@ -146,7 +146,7 @@ def verify(container_id: str | None, all_containers: bool, all_processes: bool, 
     state, checks = verify_container(container_id, root=runc_root, runc=runc_path, expected_config=expected_config,
                                      all_processes=all_processes)
     _write(output, _render_one(fmt, container_id, state, profile_ref, checks))
-    from ..service import record_verification
+    from ..runtime.service import record_verification
 
     record_verification(container_id, bundle, profile_ref, checks, audit_log)
     if failed(checks):
@@ -171,15 +171,15 @@ def _write(output: str | None, text: str) -> None:
     if not output:
         click.echo(text)
         return
-    from ..bundle import write_file_atomic
+    from ..host.bundle import write_file_atomic
 
     write_file_atomic(output, (text if text.endswith("\n") else text + "\n").encode())
 
 
 def _verify_all(runc_roots: tuple[str, ...], runc_path: str | None, audit_log: str | None, fmt: str,
                 output: str | None) -> None:
-    from .. import node_report
-    from ..node import verify_node
+    from ..core import node_report
+    from ..host.node import verify_node
 
     report = verify_node(roots=runc_roots, audit_log=audit_log)
     if fmt == "json":

@@ -29,7 +29,7 @@ def e2e_unavailable(reason: str) -> None:
 
 def _find_real_runc() -> str | None:
     from sandbox.errors import RuncError
-    from sandbox.runc import find_runc
+    from sandbox.host.runc import find_runc
 
     try:
         return find_runc()
@@ -77,7 +77,7 @@ def demo_rootfs(_e2e_state):
         e2e_unavailable(reason)
     if not os.path.exists("/bin/busybox"):
         e2e_unavailable("busybox-static is not installed: apt-get install busybox-static")
-    from sandbox.demo import build_rootfs
+    from sandbox.host.demo import build_rootfs
 
     parent = tempfile.mkdtemp(prefix="sandbox-e2e-demo-")
     try:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sandbox.inspect import cap_names
+from sandbox.host.inspect import cap_names
 
 ANNOTATION = "org.sandbox-runtime.profile"
 # podman run flags for rlimits runc can set here (root lacks CAP_SYS_RESOURCE: podman's defaults fail)
@@ -51,7 +51,7 @@ def start_daemon(tmp_path):
     """A private `sandbox daemon run` (the installed one); returns (socket path, process)."""
     import time
 
-    from sandbox.daemon import ping
+    from sandbox.runtime.daemon import ping
 
     d = tmp_path / "daemon-run"
     d.mkdir(mode=0o700)
@@ -233,7 +233,7 @@ def running_container(env, rootfs, prefix, uid=1000):
     import json
     import uuid
 
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     cfg = spec_for_rootfs(rootfs, ["sleep", "3600"])
     cfg["process"]["user"] = {"uid": uid, "gid": uid}

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import spec_for_rootfs
+from sandbox.host.bundle import spec_for_rootfs
 from tests.e2e.engines import PrivateRunc, require_tool
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def probe_rootfs(demo_rootfs):
 
 def start_agent(tmp, env):
     """`sandbox agent run` on a private socket; (socket, process)."""
-    from sandbox.unixsock import ping
+    from sandbox.runtime.unixsock import ping
 
     d = tmp / f"agent-{uuid.uuid4().hex[:6]}"
     d.mkdir(mode=0o700)

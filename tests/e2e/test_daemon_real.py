@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import spec_for_rootfs
+from sandbox.host.bundle import spec_for_rootfs
 from tests.e2e.engines import PrivateRunc, audit_records, shim_path, start_daemon, status_caps, stop_daemon
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@ For generated `exec` flag lists (hypothesis; SANDBOX_ARGV_EXAMPLES=N for more), 
 
 * plain runc, on a container plain runc made: what the exec'd process really has (read from
   /proc/<its pid>/status and /proc/<its pid>/cwd inside) must be what sandbox's parser says
-  runc makes of those flags (sandbox.runc_cli + sandbox.runc_policy.exec_process, through a
+  runc makes of those flags (sandbox.core.runc_cli + sandbox.core.runc_policy.exec_process, through a
   model of what runc and the kernel do with a process spec).  This checks the parser.
 * `sandbox-runc exec` with the same flags on a container created under `baseline`, and on one
   under `restricted` (uid 1000): sandbox either refuses (and says why) or the process has
@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import gojson, loader
-from sandbox.bundle import spec_for_rootfs
+from sandbox.core import gojson, loader
+from sandbox.core.runc_cli import parse
+from sandbox.core.runc_policy import exec_process, flag_decisions, lsm_decisions
+from sandbox.core.tables import CAPABILITIES, CAPABILITY_NUMBERS
+from sandbox.core.transform import apply
+from sandbox.core.transform.fields import proc_fd_path
 from sandbox.errors import UsageError
-from sandbox.runc_cli import parse
-from sandbox.runc_policy import exec_process, flag_decisions, lsm_decisions
-from sandbox.tables import CAPABILITIES, CAPABILITY_NUMBERS
-from sandbox.transform import apply
-from sandbox.transform.fields import proc_fd_path
+from sandbox.host.bundle import spec_for_rootfs
 from tests.e2e.engines import PrivateRunc
 
 EXAMPLES = int(os.environ.get("SANDBOX_ARGV_EXAMPLES") or 30)

@@ -30,7 +30,7 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import spec_for_rootfs
+from sandbox.host.bundle import spec_for_rootfs
 from tests.conftest import ROOT
 from tests.e2e.engines import ANNOTATION, PrivateRunc
 
@@ -220,7 +220,7 @@ def test_a_deleted_file_of_a_cached_profile_is_not_used(env, what):
         gone.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: parent\nextends: baseline\n")
         (pdir / "site.yaml").write_text("apiVersion: sandbox/v1\nkind: Profile\nname: site\nextends: ./parent.yaml\n")
     else:
-        from sandbox.loader import builtin_seccomp_profile
+        from sandbox.core.loader import builtin_seccomp_profile
 
         gone = pdir / "seccomp.json"
         gone.write_text(json.dumps(builtin_seccomp_profile()))
@@ -246,7 +246,7 @@ def test_every_file_a_profile_is_built_from_must_be_trusted(env, what):
         loose = pdir / "parent.yaml"
         (pdir / "site.yaml").write_text("apiVersion: sandbox/v1\nkind: Profile\nname: site\nextends: ./parent.yaml\n")
     else:
-        from sandbox.loader import builtin_seccomp_profile
+        from sandbox.core.loader import builtin_seccomp_profile
 
         (pdir / "seccomp.json").write_text(json.dumps(builtin_seccomp_profile()))
         loose = pdir / "seccomp.json"
@@ -551,7 +551,7 @@ def test_keys_that_runc_reads_case_insensitively_cannot_override_the_profile(env
     pid = env.state("casefold")["pid"]
     with open(f"/proc/{pid}/status") as f:
         status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-    from sandbox.inspect import cap_names
+    from sandbox.host.inspect import cap_names
 
     bounding = set(cap_names(int(status["CapBnd"], 16)))
     assert status["Seccomp"] == "2", "no seccomp filter: a later `Seccomp` key replaced the profile's"
@@ -699,7 +699,7 @@ def test_sigkill_of_create_at_random_points(env):
         env.delete_all()
 
         leftovers = [n for n in os.listdir(bundle) if n.startswith(".config.json.sandbox-")]
-        for name in leftovers:  # documented in sandbox/bundle.py: only a SIGKILL before the rename leaves one
+        for name in leftovers:  # documented in sandbox/host/bundle.py: only a SIGKILL before the rename leaves one
             st = os.lstat(os.path.join(bundle, name))
             assert st.st_uid == 0 and not st.st_mode & 0o022, f"{where}: temp file {name} is not root's alone"
             os.unlink(os.path.join(bundle, name))

@@ -1,4 +1,4 @@
-"""sandbox.inspect and sandbox verify against a real runc container and the real kernel.
+"""sandbox.host.inspect and sandbox verify against a real runc container and the real kernel.
 
 Skips (with the reason) when not root or without runc/busybox; with SANDBOX_E2E=require it fails instead.
 """
@@ -13,15 +13,15 @@ import uuid
 
 import pytest
 
+from sandbox.core.verify import compare, expected_from_config, format_text
 from sandbox.errors import InspectError, RuncError
-from sandbox.inspect import (
+from sandbox.host.inspect import (
     absent_paths,
     host_namespaces,
     read_cap_last_cap,
     read_cgroup_limits,
     read_process,
 )
-from sandbox.verify import compare, expected_from_config, format_text
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +182,7 @@ def test_verify_container_and_the_cli(container, monkeypatch, tmp_path):
     assert {c["control"] for c in doc["checks"]} >= {"seccomp", "resources.pids", "namespaces.user"}
 
     # An expectation the container does not meet (what a profile would demand) fails with exit 1.
-    import sandbox.service
+    import sandbox.runtime.service
 
     def stricter(profile_ref, config, bundle_dir=None):
         assert profile_ref == "strict"
@@ -191,7 +191,7 @@ def test_verify_container_and_the_cli(container, monkeypatch, tmp_path):
         config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
         return config
 
-    monkeypatch.setattr(sandbox.service, "apply_profile_to_config", stricter, raising=False)
+    monkeypatch.setattr(sandbox.runtime.service, "apply_profile_to_config", stricter, raising=False)
     res = CliRunner().invoke(cli, [*args, "--profile", "strict"])
     assert res.exit_code == 1, res.output
     assert "FAIL resources.pids" in res.output

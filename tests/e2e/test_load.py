@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from sandbox.bundle import spec_for_rootfs
+from sandbox.host.bundle import spec_for_rootfs
 from tests.e2e.engines import ANNOTATION, PrivateRunc, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.e2e

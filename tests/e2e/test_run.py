@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from sandbox.inspect import read_process
+from sandbox.host.inspect import read_process
 from tests.conftest import FIXTURES, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def status_fields(out):
 
 
 def caps(hexmask):
-    from sandbox.inspect import cap_names
+    from sandbox.host.inspect import cap_names
 
     return set(cap_names(int(hexmask, 16)))
 
@@ -113,7 +113,7 @@ def test_exit_code_and_stdin_pass_through(e2e, demo_rootfs, audit):
 
 
 def _bundle(tmp_path, demo_rootfs, mutate):
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     b = tmp_path / "bundle"
     b.mkdir()
@@ -168,7 +168,7 @@ def test_verify_passes_under_profile_and_fails_for_plain_runc(e2e, demo_rootfs, 
     assert verified and verified[0]["data"]["passed"] is True
 
     # the same workload started by plain runc without the profile fails verification
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     bundle = tmp_path / "plain"
     bundle.mkdir()

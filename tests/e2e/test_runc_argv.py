@@ -1,5 +1,5 @@
 """The real runc reads each command line of tests/runc_behaviours.py the way the table (and so
-sandbox.runc_cli) says: it refuses the ones the table calls usage errors, shows help where the
+sandbox.core.runc_cli) says: it refuses the ones the table calls usage errors, shows help where the
 table says so, and goes on to the subcommand's own work otherwise.
 
 Harmless by construction: the container id is one that exists nowhere, the working directory
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.runc_cli import HARDENED, parse
+from sandbox.core.runc_cli import HARDENED, parse
 from tests.runc_behaviours import ROWS, global_argvs, subcommand_argvs
 
 # what runc says once it has parsed a hardened subcommand and gone on to its work

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from sandbox.inspect import cap_names
+from sandbox.host.inspect import cap_names
 from tests.e2e.engines import capped_runc, running_container
 
 STATUS = 'cat /proc/$$/status; echo "CWD=$(readlink /proc/$$/cwd)"'

@@ -1,4 +1,4 @@
-"""Every row of runc's flag table (sandbox.runc_cli), tried for real through sandbox-runc and runc.
+"""Every row of runc's flag table (sandbox.core.runc_cli), tried for real through sandbox-runc and runc.
 
 For each flag of each hardened subcommand (and each global flag) a sample invocation goes
 through the installed sandbox-runc to the real runc, behind a wrapper that records what runc
@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from sandbox.runc_cli import FORWARD, HELP, PROFILE, REFUSE, SUBCOMMAND_ACTIONS
+from sandbox.core.runc_cli import FORWARD, HELP, PROFILE, REFUSE, SUBCOMMAND_ACTIONS
 from tests.conftest import script
 from tests.e2e.engines import capped_runc, running_container
 
@@ -110,7 +110,7 @@ rows, flag_key = TABLES.flag_rows, TABLES.flag_key
 
 @pytest.fixture(scope="module")
 def table_env(e2e_module, demo_rootfs, tmp_path_factory):
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     tmp = tmp_path_factory.mktemp("flagtable")
     log = tmp / "runc-argv.jsonl"

@@ -1,4 +1,4 @@
-"""sandbox.bundle + sandbox.runc + sandbox.demo against the real runc."""
+"""sandbox.host.bundle + sandbox.host.runc + sandbox.host.demo against the real runc."""
 
 import os
 import subprocess
@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import make_bundle, read_config, spec_for_rootfs
 from sandbox.errors import RuncError
-from sandbox.runc import Runc
+from sandbox.host.bundle import make_bundle, read_config, spec_for_rootfs
+from sandbox.host.runc import Runc
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,8 @@ def test_run_foreground_returns_the_exit_code_and_streams_are_inherited(e2e, dem
     # run in a child interpreter so its stdout is a pipe we read (the container inherits it)
     code = textwrap.dedent(f"""
         import sys
-        from sandbox.bundle import make_bundle, spec_for_rootfs
-        from sandbox.runc import Runc
+        from sandbox.host.bundle import make_bundle, spec_for_rootfs
+        from sandbox.host.runc import Runc
         r = Runc({e2e!r}, root={str(tmp_path / "root")!r})
         cfg = spec_for_rootfs({demo_rootfs!r}, ["sh", "-c", "echo hi; echo err >&2; exit 3"])
         b = make_bundle({str(tmp_path / "state")!r}, {demo_rootfs!r}, cfg)
@@ -58,8 +58,8 @@ def test_run_foreground_with_capfd(runc, demo_rootfs, tmp_path, capfd):
 def _foreground_child(e2e, demo_rootfs, tmp_path, name, script):
     """A child interpreter running `run_foreground` on `script`; prints "rc N" at the end."""
     code = textwrap.dedent(f"""
-        from sandbox.bundle import make_bundle, spec_for_rootfs
-        from sandbox.runc import Runc
+        from sandbox.host.bundle import make_bundle, spec_for_rootfs
+        from sandbox.host.runc import Runc
         r = Runc({e2e!r}, root={str(tmp_path / "root")!r})
         cfg = spec_for_rootfs({demo_rootfs!r}, ["sh", "-c", {script!r}])
         b = make_bundle({str(tmp_path / "state")!r}, {demo_rootfs!r}, cfg)
@@ -101,8 +101,8 @@ def test_ctrl_c_on_the_terminal_reaches_the_workload_once(e2e, demo_rootfs, tmp_
 
     script = "n=0; trap 'n=$((n+1)); echo got INT $n' INT; echo ready; sleep 1 & wait; sleep 0.5 & wait; exit 6"
     code = textwrap.dedent(f"""
-        from sandbox.bundle import make_bundle, spec_for_rootfs
-        from sandbox.runc import Runc
+        from sandbox.host.bundle import make_bundle, spec_for_rootfs
+        from sandbox.host.runc import Runc
         r = Runc({e2e!r}, root={str(tmp_path / "root")!r})
         cfg = spec_for_rootfs({demo_rootfs!r}, ["sh", "-c", {script!r}])
         b = make_bundle({str(tmp_path / "state")!r}, {demo_rootfs!r}, cfg)
@@ -180,7 +180,7 @@ def test_create_failure_carries_runcs_message(runc, demo_rootfs, tmp_path):
 def test_demo_rootfs_cache_builds_once_and_rebuilds_when_busybox_changes(e2e, tmp_path):
     import shutil
 
-    from sandbox.demo import demo_rootfs
+    from sandbox.host.demo import demo_rootfs
 
     bb = tmp_path / "busybox"
     shutil.copy("/bin/busybox", bb)
@@ -196,8 +196,8 @@ def test_demo_rootfs_cache_builds_once_and_rebuilds_when_busybox_changes(e2e, tm
 
 
 def test_missing_or_dynamic_busybox_is_a_clear_error(tmp_path):
-    from sandbox.demo import NOT_INSTALLED, demo_rootfs
     from sandbox.errors import BundleError
+    from sandbox.host.demo import NOT_INSTALLED, demo_rootfs
 
     with pytest.raises(BundleError) as ei:
         demo_rootfs(str(tmp_path / "cache"), busybox=str(tmp_path / "nope"))

@@ -159,7 +159,7 @@ def test_ctr_task_exec_leaves_no_temporary_files(ctrd):
     """KNOWN SHIM BUG: sandbox-runc's exec path writes the hardened process to a new
     `.sandbox-*.json` beside containerd's `runc-process*` file (in the shim's TMPDIR) and never
     removes it: one root-only file left behind per exec.  Fix: unlink it after runc returns
-    (see the report / sandbox/shim.py _Shim.harden_exec)."""
+    (see the report / sandbox/runtime/shim.py _Shim.harden_exec)."""
     cid = _run_detached(ctrd, "--allow-new-privs", "--cap-add", "CAP_SYS_ADMIN")
     tmpdir = ctrd.daemon.tmp
     before = set(os.listdir(tmpdir))

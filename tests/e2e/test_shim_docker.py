@@ -208,7 +208,7 @@ def test_docker_exec_leaves_no_temporary_files(docker):
     """KNOWN SHIM BUG: sandbox-runc's exec path writes the hardened process to a new
     `.sandbox-*.json` beside the `runc-process*` file of containerd's runc shim (in the engine's
     TMPDIR) and never removes it: one root-only file left per `docker exec`.  Fix: unlink it
-    after runc returns (see the report / sandbox/shim.py _Shim.harden_exec)."""
+    after runc returns (see the report / sandbox/runtime/shim.py _Shim.harden_exec)."""
     cid = docker.run_detached()
     tmpdir = docker.daemon.tmp
     before = set(os.listdir(tmpdir))

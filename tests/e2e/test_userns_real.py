@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import spec_for_rootfs
+from sandbox.host.bundle import spec_for_rootfs
 from tests.conftest import ROOT
 from tests.e2e.engines import PrivateRunc
 

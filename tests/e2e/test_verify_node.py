@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from sandbox.bundle import make_bundle, spec_for_rootfs
-from sandbox.service import apply_profile_to_config
+from sandbox.host.bundle import make_bundle, spec_for_rootfs
+from sandbox.runtime.service import apply_profile_to_config
 from tests.e2e.engines import ANNOTATION, PrivateRunc
 
 pytestmark = pytest.mark.e2e
@@ -169,7 +169,7 @@ def test_a_container_without_a_filter_fails(node):
 
 
 def test_a_process_that_is_already_traced_is_not_attached_to(node):
-    from sandbox.ptrace import PTRACE_SEIZE, _Libc
+    from sandbox.host.ptrace import PTRACE_SEIZE, _Libc
 
     cid = through_sandbox(node)
     pid = node.state(cid)["pid"]
@@ -253,7 +253,7 @@ def test_a_process_added_by_runc_exec_with_more_capabilities_is_drift(node):
 
 
 def test_a_paused_container_is_unverified_and_its_filters_are_not_read(node):
-    from sandbox.ptrace import read_filters
+    from sandbox.host.ptrace import read_filters
 
     cid = through_sandbox(node, "baseline")
     pid = node.state(cid)["pid"]
@@ -314,7 +314,7 @@ def trap_container(node, trap, tag):
 
 
 def test_a_signal_arriving_while_attached_is_handed_back_on_detach(node):
-    from sandbox import ptrace
+    from sandbox.host import ptrace
 
     pid = trap_container(node, "trap 'echo got > /tmp/n' TERM", "term")
     sent = []
@@ -333,7 +333,7 @@ def test_a_signal_arriving_while_attached_is_handed_back_on_detach(node):
 
 
 def test_attaching_again_and_again_loses_no_signal_and_stops_only_briefly(node):
-    from sandbox.ptrace import read_filters
+    from sandbox.host.ptrace import read_filters
 
     pid = trap_container(node, "i=0; trap 'i=$((i+1)); echo $i > /tmp/n' USR1", "count")
     stops = []

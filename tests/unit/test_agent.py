@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from sandbox.agent import run_in_thread
+from sandbox.runtime.agent import run_in_thread
 
 CHILD = r"""
 import ctypes, json, os, socket, sys, time

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, tables
 from sandbox._record import replace
-from sandbox.hostfacts import Executable, HostFacts
-from sandbox.monitor import answer, parse_meta
-from sandbox.seccomp_eval import allows, evaluate, evaluate_section
-from sandbox.transform import apply, needs_agent
-from sandbox.transform.seccomp import LEARN_BASE, _complement, bundle_filter, unroute
+from sandbox.core import loader, tables
+from sandbox.core.hostfacts import Executable, HostFacts
+from sandbox.core.monitor import answer, parse_meta
+from sandbox.core.seccomp_eval import allows, evaluate, evaluate_section
+from sandbox.core.transform import apply, needs_agent
+from sandbox.core.transform.seccomp import LEARN_BASE, _complement, bundle_filter, unroute
 from tests.conftest import FIXTURES, OCI, nethook_facts
 
 SOCK = "/run/sandbox/agent.sock"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.audit import (
+from sandbox.audit.log import (
     EVENTS,
     GENESIS,
     AuditLog,
@@ -27,7 +27,7 @@ from sandbox.audit import (
     verify_files,
     verify_lines,
 )
-from sandbox.decisions import Decision
+from sandbox.core.decisions import Decision
 from sandbox.errors import AuditError, AuditIntegrityError
 
 DECISION = Decision("capabilities", "/process/capabilities/bounding/0", "drop", "CAP_SYS_ADMIN", None,

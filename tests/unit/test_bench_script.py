@@ -144,13 +144,13 @@ def test_parse_importtime_totals_and_top_level():
         "import time:       100 |        100 |   _io",
         "import time:       200 |        300 | io",
         "import time:        50 |         50 |     sandbox._deep",
-        "import time:       400 |        450 | sandbox.shim",
+        "import time:       400 |        450 | sandbox.runtime.shim",
         "import time:        10 |         10 | io",  # a second top-level entry of the same name adds up
         "unrelated line",
     ])
     parsed = bench.parse_importtime(text)
     assert parsed["total_us"] == 760
-    assert parsed["top_level_us"] == {"io": 310, "sandbox.shim": 450}
+    assert parsed["top_level_us"] == {"io": 310, "sandbox.runtime.shim": 450}
 
 
 def test_parse_syscall_output():

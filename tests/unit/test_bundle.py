@@ -1,4 +1,4 @@
-"""sandbox.bundle: reading config.json safely, writing it atomically, making bundles."""
+"""sandbox.host.bundle: reading config.json safely, writing it atomically, making bundles."""
 
 import json
 import os
@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from sandbox import bundle as bundle_mod
-from sandbox.bundle import make_bundle, read_config, read_json_file, spec_for_rootfs, write_config_atomic
 from sandbox.errors import BundleError
+from sandbox.host import bundle as bundle_mod
+from sandbox.host.bundle import make_bundle, read_config, read_json_file, spec_for_rootfs, write_config_atomic
 from tests.conftest import OCI
 
 MINIMAL = {"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"], "cwd": "/"}}
@@ -304,7 +304,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys; import sandbox.bundle, sandbox.runc; "
+    code = ("import sys; import sandbox.host.bundle, sandbox.host.runc; "
             "heavy = {'json', 'subprocess', 'yaml', 'click', 'psutil', 'tempfile', 'secrets'} & set(sys.modules); "
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

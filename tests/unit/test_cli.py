@@ -79,7 +79,7 @@ def test_diff_exit_codes():
 def test_schema_accepts_the_builtin_profiles_and_rejects_typos():
     import jsonschema
 
-    from sandbox.loader import builtin_profile_text
+    from sandbox.core.loader import builtin_profile_text
 
     schema = json.loads(run("profile", "schema").output)
     for name in ("baseline", "restricted", "strict"):
@@ -146,9 +146,9 @@ def _oci_validator():
 @pytest.mark.parametrize("profile", ["baseline", "restricted", "strict"])
 @pytest.mark.parametrize("fixture", ["runc-spec-1.1.json", "podman-4.3-config.json"])
 def test_hardened_configs_validate_against_the_oci_schema(profile, fixture):
-    from sandbox.hostfacts import HostFacts
-    from sandbox.loader import load_profile
-    from sandbox.transform import apply
+    from sandbox.core.hostfacts import HostFacts
+    from sandbox.core.loader import load_profile
+    from sandbox.core.transform import apply
 
     validator = _oci_validator()
     with open(os.path.join(OCI, fixture)) as f:

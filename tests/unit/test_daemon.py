@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from sandbox import daemon as sd
+from sandbox.runtime import daemon as sd
 from tests.conftest import OCI, ROOT
 
 RUNC_SPEC = os.path.join(OCI, "runc-spec-1.1.json")

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from sandbox import audit as audit_mod
-from sandbox.audit import AuditLog
-from sandbox.dirs import ensure_dir
+from sandbox.audit import log as audit_mod
+from sandbox.audit.log import AuditLog
+from sandbox.host.dirs import ensure_dir
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.runc_cli import parse
+from sandbox.core.runc_cli import parse
 from tests.conftest import SH_DISPATCHER
 from tests.runc_behaviours import ROWS, global_argvs
 
@@ -134,7 +134,7 @@ def test_the_compiled_dispatcher_is_recognised_as_sandbox_runc(c_dispatcher, tmp
     """Under any name: find_runc must never pick it as the real runc (its marker is an early ELF note)."""
     import shutil
 
-    from sandbox.runc import is_shim
+    from sandbox.host.runc import is_shim
 
     copy = tmp_path / "runc"
     shutil.copy(c_dispatcher, copy)

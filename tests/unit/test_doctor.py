@@ -10,11 +10,11 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from sandbox import doctor
 from sandbox.cli import cli
-from sandbox.doctor import FAIL, MISSING, NOTE, OK, WARN, Check, assess
-from sandbox.loader import builtin_seccomp_profile, load_profile
-from sandbox.opconfig import OperatorConfig
+from sandbox.core.loader import builtin_seccomp_profile, load_profile
+from sandbox.host import doctor
+from sandbox.host.doctor import FAIL, MISSING, NOTE, OK, WARN, Check, assess
+from sandbox.host.opconfig import OperatorConfig
 
 RD = builtin_seccomp_profile()
 
@@ -390,7 +390,7 @@ def test_rich_is_imported_only_by_doctor():
     import subprocess
     import sys
 
-    code = ("import sys, sandbox.shim, sandbox.cli, sandbox.doctor; from sandbox.cli import doctor_cmd; "
+    code = ("import sys, sandbox.runtime.shim, sandbox.cli, sandbox.host.doctor; from sandbox.cli import doctor_cmd; "
             "print('rich' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"

@@ -1,13 +1,13 @@
-"""The one declaration of every profile field (sandbox/fields.py) and what follows from it."""
+"""The one declaration of every profile field (sandbox/core/fields.py) and what follows from it."""
 
 import os
 
 import pytest
 
-from sandbox import fields, loader
 from sandbox._record import fields as record_fields
-from sandbox.lint import RULE_FIELDS, rules_by_field
-from sandbox.profile import Profile
+from sandbox.core import fields, loader
+from sandbox.core.lint import RULE_FIELDS, rules_by_field
+from sandbox.core.profile import Profile
 from tests.conftest import ROOT
 
 # model attributes that no YAML key fills: identity of the profile and what is derived from fields
@@ -108,7 +108,7 @@ def test_additive_lists_and_defaults_come_from_the_declaration():
 
 def test_a_new_field_is_one_entry(monkeypatch, tmp_path):
     """Declaring a field makes it validate with its position, merge, show in the schema and diff."""
-    from sandbox.diff import diff
+    from sandbox.core.diff import diff
 
     extra = fields.Field(("filesystem", "example_flag"), fields.Bool(), False, "an example", fields.Flag(True),
                          attr=None)

@@ -3,15 +3,15 @@
 Each property is "only a SandboxError (with a message for a person) or a valid result, never
 another exception, never a hang, never a crash of the interpreter":
 
-(a) the profile loader, `sandbox.loader.load_profile(path)`, over arbitrary bytes, arbitrary YAML
+(a) the profile loader, `sandbox.core.loader.load_profile(path)`, over arbitrary bytes, arbitrary YAML
     and profile-shaped YAML with wrong types, huge numbers, deep nesting, duplicate keys,
     anchors/aliases (billion laughs) and non-UTF-8;
-(b) `sandbox.bundle.read_config(dir)` over arbitrary config.json bytes and JSON of every shape,
+(b) `sandbox.host.bundle.read_config(dir)` over arbitrary config.json bytes and JSON of every shape,
     then `sandbox check --profile strict DIR` (click's CliRunner): exit 0, 1 or 3, no traceback;
-(c) `sandbox.runc_cli.parse(argv)` over arbitrary argv, and against a model of how runc 1.1 itself
+(c) `sandbox.core.runc_cli.parse(argv)` over arbitrary argv, and against a model of how runc 1.1 itself
     (Go's flag package + urfave/cli v1) reads the same argv: the shim must harden the bundle and
     container that runc will actually use;
-(d) the `exec --process` JSON, through `sandbox.bundle.read_json_file`;
+(d) the `exec --process` JSON, through `sandbox.host.bundle.read_json_file`;
 and symlinked and FIFO paths where a file is expected (profile, config.json, operator config).
 
 Inputs are derandomized by default so CI is reproducible; set SANDBOX_FUZZ_EXAMPLES=N to run N
@@ -38,14 +38,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from sandbox import fields
-from sandbox.bundle import read_config, read_json_file, spec_for_rootfs
 from sandbox.cli import cli
+from sandbox.core import fields
+from sandbox.core.loader import load_profile
+from sandbox.core.profile import Profile
+from sandbox.core.runc_cli import parse
 from sandbox.errors import BundleError, ConfigError, ProfileError, SandboxError
-from sandbox.loader import load_profile
-from sandbox.opconfig import load_operator_config
-from sandbox.profile import Profile
-from sandbox.runc_cli import parse
+from sandbox.host.bundle import read_config, read_json_file, spec_for_rootfs
+from sandbox.host.opconfig import load_operator_config
 from tests.conftest import ROOT
 
 _FRESH = os.environ.get("SANDBOX_FUZZ_EXAMPLES")
@@ -292,7 +292,7 @@ def test_deeply_nested_yaml_does_not_crash_the_interpreter(work, what, depth):
     path = _write(os.path.join(work, f"deep-{what}-{depth}.yaml"), (HEADER if what == "profile" else "") + body)
     os.chmod(path, 0o644)
     call = "load_profile(p)" if what == "profile" else "load_operator_config(p)"
-    code = ("import sys\nfrom sandbox.loader import load_profile\nfrom sandbox.opconfig import load_operator_config\n"
+    code = ("import sys\nfrom sandbox.core.loader import load_profile\nfrom sandbox.host.opconfig import load_operator_config\n"
             "from sandbox.errors import SandboxError\np = sys.argv[1]\n"
             f"try:\n    {call}\n    print('LOADED')\nexcept SandboxError as e:\n"
             "    print('REFUSED', type(e).__name__, e)\n")

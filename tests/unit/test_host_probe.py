@@ -1,8 +1,8 @@
-"""The edge's probe (sandbox/host.py) on the real filesystem: what it hands the gate."""
+"""The edge's probe (sandbox/host/probe.py) on the real filesystem: what it hands the gate."""
 
 import os
 
-from sandbox import host
+from sandbox.host import probe as host
 
 
 def test_unsafe_ancestors_name_directories_others_can_swap(tmp_path):

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from sandbox import loader, ocishape, tables
-from sandbox.hostfacts import Executable, HostFacts
-from sandbox.transform import apply
-from sandbox.transform.hostpath import USES, named_host_paths, overlay_dirs
+from sandbox.core import loader, ocishape, tables
+from sandbox.core.hostfacts import Executable, HostFacts
+from sandbox.core.transform import apply
+from sandbox.core.transform.hostpath import USES, named_host_paths, overlay_dirs
 from tests.conftest import FIXTURES, OCI, nethook_facts
 
 CID = "4d2f" * 16

@@ -1,12 +1,13 @@
-"""sandbox.inspect over fake /proc and cgroup trees built under tmp_path (formats copied from real machines)."""
+"""sandbox.host.inspect over fake /proc and cgroup trees built under tmp_path (formats copied from real machines)."""
 
 import builtins
 import os
 
 import pytest
 
+from sandbox.core.tables import CAPABILITIES
 from sandbox.errors import InspectError
-from sandbox.inspect import (
+from sandbox.host.inspect import (
     V1_UNLIMITED_MIN,
     absent_paths,
     cap_names,
@@ -18,7 +19,6 @@ from sandbox.inspect import (
     read_namespaces,
     read_process,
 )
-from sandbox.tables import CAPABILITIES
 
 PID = 4242
 

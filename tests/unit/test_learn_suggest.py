@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from sandbox import lint, loader
-from sandbox.hostfacts import HostFacts
-from sandbox.learn import learned_profile
-from sandbox.suggest import Call, allowed, calls_from_records, child_profile, edit_profile, suggest
-from sandbox.transform import apply
-from sandbox.transform.seccomp import LEARN_BASE, bundle_filter
+from sandbox.core import lint, loader
+from sandbox.core.hostfacts import HostFacts
+from sandbox.core.learn import learned_profile
+from sandbox.core.suggest import Call, allowed, calls_from_records, child_profile, edit_profile, suggest
+from sandbox.core.transform import apply
+from sandbox.core.transform.seccomp import LEARN_BASE, bundle_filter
 from tests.conftest import OCI
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from sandbox import loader
-from sandbox.diff import diff
-from sandbox.lint import RULES, lint, rule_docs
+from sandbox.core import loader
+from sandbox.core.diff import diff
+from sandbox.core.lint import RULES, lint, rule_docs
 
 
 def ids(findings):
@@ -57,7 +57,7 @@ def test_diff_flags_each_loosening(tmp_path, body, field):
 
 
 def test_incomplete_deny_family_is_flagged(tmp_path):
-    from sandbox.loader import load_profile_with_warnings
+    from sandbox.core.loader import load_profile_with_warnings
 
     p = tmp_path / "fam.yaml"
     p.write_text("apiVersion: sandbox/v1\nkind: Profile\nname: fam\nseccomp:\n  deny: [chmod, mkdir, mkdirat]\n")

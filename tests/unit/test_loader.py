@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from sandbox import loader
+from sandbox.core import loader
 from sandbox.errors import ProfileError, ProfileErrors
 from tests.conftest import FIXTURES
 

@@ -1,8 +1,8 @@
-"""What the agent answers, records and counts (sandbox.monitor), and how the records read back."""
+"""What the agent answers, records and counts (sandbox.core.monitor), and how the records read back."""
 
 import json
 
-from sandbox.monitor import (
+from sandbox.core.monitor import (
     UNREAD,
     Meta,
     Tally,

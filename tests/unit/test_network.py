@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from sandbox import loader, netrules
-from sandbox.diff import diff
+from sandbox.core import loader, netrules
+from sandbox.core.diff import diff
+from sandbox.core.lint import lint
+from sandbox.core.profile import NetRule, NetworkPolicy
 from sandbox.errors import ProfileError, ProfileErrors
-from sandbox.lint import lint
-from sandbox.profile import NetRule, NetworkPolicy
 from tests.conftest import NETHOOK, nethook_facts
 
 HEAD = "apiVersion: sandbox/v1\nkind: Profile\nname: net\n"
@@ -105,7 +105,7 @@ def test_restricted_to_baseline_loosens_the_network():
 
 def test_floor_refuses_a_profile_that_opens_the_network(tmp_path):
     from sandbox.errors import PolicyRefusal
-    from sandbox.opconfig import OperatorConfig
+    from sandbox.host.opconfig import OperatorConfig
     from tests.unit.test_shim import shim_with
 
     opened = tmp_path / "opened.yaml"
@@ -227,7 +227,7 @@ def test_ports_and_networks_merge():
 def test_stale_compiled_profile_from_another_model_is_not_used(tmp_path, monkeypatch):
     """Found here: the shared cache handed a profile compiled by another installation (no network
     section in its model) to this one, so a profile's network rules could silently vanish."""
-    from sandbox import cache
+    from sandbox.host import cache
 
     d = tmp_path / "cache"
     d.mkdir(mode=0o700)
@@ -248,7 +248,7 @@ HOOK = NETHOOK
 
 
 def _facts(**kw):
-    from sandbox.hostfacts import HostFacts
+    from sandbox.core.hostfacts import HostFacts
 
     base = {**nethook_facts(), "bundle_dir": "/var/lib/sandbox/bundle", "resolvers": ("10.0.0.2",),
             "node_addresses": ("192.0.2.1",),
@@ -257,7 +257,7 @@ def _facts(**kw):
 
 
 def _bundle(uid=1000, netns=None, annotations=None):
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     cfg = spec_for_rootfs("rootfs", ["sh"])
     cfg["process"]["user"] = {"uid": uid, "gid": uid}
@@ -275,7 +275,7 @@ def _net(decisions):
 
 
 def test_strict_gets_sandboxs_hook_and_the_ruleset_annotation():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     out = apply(loader.load_profile("strict"), _bundle(), _facts())
     assert not out.refused
@@ -295,7 +295,7 @@ def test_strict_gets_sandboxs_hook_and_the_ruleset_annotation():
 
 
 def test_applying_twice_keeps_everything():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     strict = loader.load_profile("strict")
     once = apply(strict, _bundle(), _facts())
@@ -306,7 +306,7 @@ def test_applying_twice_keeps_everything():
 
 
 def test_a_bundles_own_copy_of_the_hook_is_replaced_and_without_a_section_removed():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     cfg = _bundle(annotations={netrules.ANNOTATION: '{"nftables": []}'})
     forged = {"path": HOOK, "args": ["sandbox-nethook", "--sha256", netrules.digest({"nftables": []})]}
@@ -322,7 +322,7 @@ def test_a_bundles_own_copy_of_the_hook_is_replaced_and_without_a_section_remove
 
 
 def test_no_trusted_hook_program_refuses():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     out = apply(loader.load_profile("restricted"), _bundle(), _facts(own_hooks=frozenset()))
     assert out.refused
@@ -335,8 +335,8 @@ def test_no_trusted_hook_program_refuses():
 def test_same_name_or_argv_elsewhere_is_not_sandboxs_own_hook(path):
     """hook identity spoofing: only the resolved path in HostFacts.own_hooks is sandbox's own; a hook
     with its file name or its arguments anywhere else is judged as any other hook, and refused."""
-    from sandbox.hostfacts import Executable
-    from sandbox.transform import apply
+    from sandbox.core.hostfacts import Executable
+    from sandbox.core.transform import apply
 
     facts = nethook_facts()
     cfg = _bundle()
@@ -355,7 +355,7 @@ def test_same_name_or_argv_elsewhere_is_not_sandboxs_own_hook(path):
 
 
 def test_sharing_the_hosts_network_namespace_is_refused():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     p = load_profile_text("extends: restricted\nnamespaces:\n  required: [pid, ipc, uts, mount]\n")
     cfg = _bundle()
@@ -365,7 +365,7 @@ def test_sharing_the_hosts_network_namespace_is_refused():
 
 
 def test_kubernetes_pod_members_get_no_rules_of_their_own_the_sandbox_does():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     member = _bundle(netns="/var/run/netns/pod", annotations={"io.kubernetes.cri.container-type": "container"})
     out = apply(loader.load_profile("restricted"), member, _facts())
@@ -378,14 +378,14 @@ def test_kubernetes_pod_members_get_no_rules_of_their_own_the_sandbox_does():
 
 
 def test_a_joined_namespace_that_is_not_a_pods_gets_the_rules():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     out = apply(loader.load_profile("restricted"), _bundle(netns="/run/netns/test"), _facts())
     assert not out.refused and len(out.config["hooks"]["createRuntime"]) == 1
 
 
 def test_bundle_resolvers_inside_deny_always_stay_unreachable_unless_pinned():
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     facts = _facts(resolvers=("169.254.20.10", "192.0.2.1", "10.0.0.2"))
     out = apply(loader.load_profile("strict"), _bundle(), facts)
@@ -401,7 +401,7 @@ def test_bundle_resolvers_inside_deny_always_stay_unreachable_unless_pinned():
 
 def test_complain_mode_records_and_changes_nothing():
     from sandbox._record import replace
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     cfg = _bundle()
     out = apply(replace(loader.load_profile("strict"), mode="complain"), cfg, _facts())
@@ -427,7 +427,7 @@ def test_own_hook_programs_are_trusted_by_identity(tmp_path):
     """host.own_hooks: sandbox-nethook beside the interpreter, resolved, root-owned with what it runs."""
     import os
 
-    from sandbox.host import _Owners, own_hooks
+    from sandbox.host.probe import _Owners, own_hooks
 
     root = os.geteuid() == 0
     os.chmod(tmp_path, 0o755)
@@ -472,7 +472,7 @@ def test_hook_refuses_what_sandbox_did_not_write(tmp_path):
     import io
     import os
 
-    from sandbox import nethook
+    from sandbox.runtime import nethook
 
     doc = netrules.ruleset(STRICTISH, (), ()).document
     text = netrules.canonical(doc).decode()
@@ -502,7 +502,7 @@ def test_hook_refuses_what_sandbox_did_not_write(tmp_path):
 def test_hook_main_reports_one_line_and_fails(monkeypatch, capsys):
     import io
 
-    from sandbox import nethook
+    from sandbox.runtime import nethook
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"pid": 1}')))
     assert nethook.main(["--sha256", "0" * 64]) == 1
@@ -512,7 +512,7 @@ def test_hook_main_reports_one_line_and_fails(monkeypatch, capsys):
 
 def test_cap_net_admin_with_a_network_section_is_refused():
     """A workload that may administer its own namespace's network could flush its rules."""
-    from sandbox.transform import apply
+    from sandbox.core.transform import apply
 
     p = load_profile_text("extends: restricted\ncapabilities: [NET_BIND_SERVICE, NET_ADMIN]\n")
     cfg = _bundle()
@@ -526,7 +526,7 @@ def test_cap_net_admin_with_a_network_section_is_refused():
 
 def test_verify_network_control_compares_the_live_rules_with_the_annotation():
     """verify's network control (one of verify.CONTROLS): the live listing against the annotation."""
-    from sandbox.verify import NFT_RULESET, Evidence, check_all, expected_from_config
+    from sandbox.core.verify import NFT_RULESET, Evidence, check_all, expected_from_config
     from tests.unit.test_verify import HOST, LIMITS, STATE
 
     doc = netrules.ruleset(STRICTISH, ("10.0.0.2",), ()).document

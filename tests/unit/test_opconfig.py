@@ -3,7 +3,7 @@ import os
 import pytest
 
 from sandbox.errors import ConfigError
-from sandbox.opconfig import OperatorConfig, load_operator_config
+from sandbox.host.opconfig import OperatorConfig, load_operator_config
 
 
 def write(tmp_path, text, mode=0o644):

@@ -9,12 +9,12 @@ import os
 
 from click.testing import CliRunner
 
-from sandbox.cache import load_profile
 from sandbox.cli import cli
-from sandbox.decisions import Decision, Outcome
-from sandbox.formats import GROUP_FROM, refusal_message, refusal_reasons, verdict_line
-from sandbox.service import harden
-from sandbox.shim import go_quote, runc_log_line
+from sandbox.core.decisions import Decision, Outcome
+from sandbox.core.formats import GROUP_FROM, refusal_message, refusal_reasons, verdict_line
+from sandbox.host.cache import load_profile
+from sandbox.runtime.service import harden
+from sandbox.runtime.shim import go_quote, runc_log_line
 from tests.conftest import OCI
 
 SPEC = os.path.join(OCI, "runc-spec-1.1.json")

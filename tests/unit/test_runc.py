@@ -1,11 +1,11 @@
-"""sandbox.runc: finding the real runc without recursing into our own shim; error codes; argv shape."""
+"""sandbox.host.runc: finding the real runc without recursing into our own shim; error codes; argv shape."""
 
 import os
 
 import pytest
 
 from sandbox.errors import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, RuncError
-from sandbox.runc import Runc, _error_line, find_runc, is_shim
+from sandbox.host.runc import Runc, _error_line, find_runc, is_shim
 
 SHIM = "#!/bin/sh\n# SANDBOX-RUNC-SHIM: test copy\nexit 99\n"
 REAL = "#!/bin/sh\necho real runc \"$@\"\n"

@@ -1,11 +1,11 @@
-"""sandbox.runc_cli reads a command line as runc 1.1.5 does (tests/runc_behaviours.py; the e2e twin
+"""sandbox.core.runc_cli reads a command line as runc 1.1.5 does (tests/runc_behaviours.py; the e2e twin
 tests/e2e/test_runc_argv.py checks the same rows against the real runc)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.runc_cli import (
+from sandbox.core.runc_cli import (
     BOOL,
     FORWARD,
     GLOBAL_FLAGS,

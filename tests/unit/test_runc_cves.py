@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.runc_cves import CVES, _dpkg_cmp, affected, status, upstream_at_least
+from sandbox.core.runc_cves import CVES, _dpkg_cmp, affected, status, upstream_at_least
 
 HERE = ("1.1.5+ds1", "1.1.5+ds1-1+deb12u1")  # Debian bookworm's runc, the one the tests run with
 

@@ -1,12 +1,12 @@
-"""The profile applied to parsed runc flags (sandbox.runc_policy) and runc's JSON reading (sandbox.gojson)."""
+"""The profile applied to parsed runc flags (sandbox.core.runc_policy) and runc's JSON reading (sandbox.core.gojson)."""
 
 import pytest
 
-from sandbox import gojson, loader
 from sandbox._record import replace
+from sandbox.core import gojson, loader
+from sandbox.core.runc_cli import parse
+from sandbox.core.runc_policy import FdFact, exec_process, fd_decisions, flag_decisions, ignored_with_process
 from sandbox.errors import UsageError
-from sandbox.runc_cli import parse
-from sandbox.runc_policy import FdFact, exec_process, fd_decisions, flag_decisions, ignored_with_process
 
 BASELINE = loader.load_profile("baseline")
 RESTRICTED = loader.load_profile("restricted")

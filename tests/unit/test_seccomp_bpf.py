@@ -1,4 +1,4 @@
-"""sandbox.seccomp_bpf: the classic-BPF interpreter, held against the kernel itself.
+"""sandbox.core.seccomp_bpf: the classic-BPF interpreter, held against the kernel itself.
 
 The oracle (tests/seccomp_probe.py, program_outcome) installs a program in a forked child and makes the call:
 whatever the interpreter says must be what the process gets.  Two kinds of programs:
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import seccomp_bpf as bpf
+from sandbox.core import seccomp_bpf as bpf
 from tests.seccomp_probe import HARNESS, NR_GETPPID, bpf_outcome, program_accepts, program_outcome
 
 _FRESH = os.environ.get("SANDBOX_SECCOMP_EXAMPLES")

@@ -16,7 +16,7 @@ from typing import Any
 import pyseccomp
 import pytest
 
-from sandbox import loader, tables
+from sandbox.core import loader, tables
 
 ARCHES = {"x86_64": pyseccomp.Arch.X86_64, "aarch64": pyseccomp.Arch.AARCH64,
           "x86": pyseccomp.Arch.X86, "arm": pyseccomp.Arch.ARM}

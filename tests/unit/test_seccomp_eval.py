@@ -2,7 +2,7 @@
 
 import pytest
 
-from sandbox.seccomp_eval import (
+from sandbox.core.seccomp_eval import (
     allows,
     cond_matches,
     conflicts,
@@ -102,7 +102,7 @@ import itertools  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from sandbox import seccomp_eval as se  # noqa: E402
+from sandbox.core import seccomp_eval as se  # noqa: E402
 
 M64 = se.MASK64
 OPS = ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_MASKED_EQ"]

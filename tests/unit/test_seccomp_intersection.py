@@ -1,7 +1,7 @@
-"""The exact intersection of two seccomp filters (sandbox.transform.seccomp.combine).
+"""The exact intersection of two seccomp filters (sandbox.core.transform.seccomp.combine).
 
 Property: for random rule pairs and argument values (including the boundary values of every
-condition), the emitted rules — evaluated by the one evaluator, sandbox.seccomp_eval — give a
+condition), the emitted rules — evaluated by the one evaluator, sandbox.core.seccomp_eval — give a
 call exactly the stricter of the two inputs' verdicts: allowed exactly when both allow it, never
 larger and never smaller.  The emitted rules never overlap with different actions (libseccomp's
 tree order cannot change their meaning) and never repeat an argument in one rule (runc would
@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, seccomp_eval
-from sandbox.hostfacts import HostFacts
-from sandbox.transform import apply
-from sandbox.transform.context import Context
-from sandbox.transform.seccomp import bundle_filter, combine, intersect, profile_filter
+from sandbox.core import loader, seccomp_eval
+from sandbox.core.hostfacts import HostFacts
+from sandbox.core.transform import apply
+from sandbox.core.transform.context import Context
+from sandbox.core.transform.seccomp import bundle_filter, combine, intersect, profile_filter
 from tests.conftest import ENGINE_CONFIGS, FIXTURES, OCI
 from tests.seccomp_probe import probe_args
 
@@ -109,7 +109,7 @@ def run_combine(p, b):
 @given(p=sides(), b=sides())
 def test_intersection_allows_exactly_what_both_allow(p, b):
     """Any rules, overlapping actions included.  A syscall whose intersection needs more rules than
-    runc and the kernel take (sandbox.transform.seccomp.RULES_PER_SYSCALL) gets an answer at least as
+    runc and the kernel take (sandbox.core.transform.seccomp.RULES_PER_SYSCALL) gets an answer at least as
     strict as the exact one everywhere."""
     comb, default = run_combine(p, b)
     check_exact(p, b, comb.rules, default, comb.exact, comb.approx)

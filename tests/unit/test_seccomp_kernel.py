@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, seccomp_eval
-from sandbox.hostfacts import HostFacts
-from sandbox.transform import apply
-from sandbox.transform.context import Context
-from sandbox.transform.seccomp import bundle_filter, combine, profile_filter
+from sandbox.core import loader, seccomp_eval
+from sandbox.core.hostfacts import HostFacts
+from sandbox.core.transform import apply
+from sandbox.core.transform.context import Context
+from sandbox.core.transform.seccomp import bundle_filter, combine, profile_filter
 from tests.conftest import ENGINE_CONFIGS, OCI
 from tests.seccomp_probe import expected_outcome, kernel_outcomes, probe_args
 from tests.unit.test_seccomp_intersection import VERDICTS, rules

@@ -1,4 +1,4 @@
-"""sandbox.seccomp_proof: what a filter stack allows beyond an OCI seccomp section.
+"""sandbox.core.seccomp_proof: what a filter stack allows beyond an OCI seccomp section.
 
 The filters here are libseccomp's own (pyseccomp), built from OCI sections the way runc 1.1
 builds them (matchCall: rules with the default action skipped, conditions on one argument split
@@ -12,8 +12,8 @@ import tempfile
 import pyseccomp
 import pytest
 
-from sandbox import seccomp_bpf as bpf
-from sandbox import seccomp_proof as sp
+from sandbox.core import seccomp_bpf as bpf
+from sandbox.core import seccomp_proof as sp
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 syscall numbers")
 

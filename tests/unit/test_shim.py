@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
+from sandbox.core.runc_cli import parse
 from sandbox.errors import PolicyRefusal
-from sandbox.opconfig import OperatorConfig
-from sandbox.runc_cli import parse
-from sandbox.shim import _Shim, write_runc_log
+from sandbox.host.opconfig import OperatorConfig
+from sandbox.runtime.shim import _Shim, write_runc_log
 from tests.conftest import ROOT
 
 
@@ -63,9 +63,9 @@ def test_recorded_profile_used_for_exec():
 
 def test_shim_module_imports_lazily():
     # the hardening path pays for YAML, the transform and libseccomp only when it uses them
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import sandbox.shim, sandbox.runc_cli as r;"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import sandbox.runtime.shim, sandbox.core.runc_cli as r;"
             "r.parse(['state','x']);"
-            "print([m for m in ('yaml','sandbox.loader','sandbox.transform','click','pyseccomp','psutil')"
+            "print([m for m in ('yaml','sandbox.core.loader','sandbox.core.transform','click','pyseccomp','psutil')"
             " if m in sys.modules])")
     out = subprocess.run([sys.executable, "-I", "-c", code, ROOT], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]", out.stderr
@@ -96,10 +96,10 @@ def test_create_path_with_a_warm_cache_imports_nothing_heavy(tmp_path):
 
     code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.extend(sys.argv[3].split(':'))\n"
             "sys.argv = ['sandbox-runc', 'create', '-b', sys.argv[2], 'c1']\n"
-            "from sandbox.shim import main\n"
+            "from sandbox.runtime.shim import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
             "heavy = ('yaml', 'typing', 'dataclasses', 're', 'json', 'enum', 'inspect', 'pyseccomp', 'click', "
-            "'subprocess', 'hashlib', 'sandbox.loader')\n"
+            "'subprocess', 'hashlib', 'sandbox.core.loader')\n"
             "print(code, [m for m in heavy if m in sys.modules])\n")
     env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(conf), "SANDBOX_CACHE_DIR": str(cache),
            "SANDBOX_RUNC": "/bin/true", "SANDBOX_RUNTIME_DIR": str(tmp_path / "runtime")}
@@ -116,7 +116,7 @@ def test_create_path_with_a_warm_cache_imports_nothing_heavy(tmp_path):
 
 
 def test_cache_entry_is_not_used_after_the_profile_changes(tmp_path, monkeypatch):
-    from sandbox import cache
+    from sandbox.host import cache
 
     monkeypatch.setenv("SANDBOX_CACHE_DIR", str(tmp_path / "c"))
     p = tmp_path / "p.yaml"
@@ -150,7 +150,7 @@ def test_complain_mode_records_what_enforce_mode_refuses_in_config_json(tmp_path
     env = {"PATH": "/usr/bin:/bin", "SANDBOX_CONFIG": str(conf), "SANDBOX_CACHE_DIR": str(tmp_path / "cache"),
            "SANDBOX_RUNC": "/bin/true", "SANDBOX_DAEMON_SOCKET": "off"}
     code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['sandbox-runc', *sys.argv[2:]]\n"
-            "from sandbox.shim import main; main()")
+            "from sandbox.runtime.shim import main; main()")
     res = subprocess.run([sys.executable, "-c", code, ROOT, "create", "-b", str(b), "c1"], capture_output=True,
                          text=True, env=env, timeout=60)
     records = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []

@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from sandbox import daemon as sd
-from sandbox.audit import verify_files
+from sandbox.audit.log import verify_files
+from sandbox.runtime import daemon as sd
 from tests.conftest import OCI, ROOT, SH_DISPATCHER
 
 SPEC = os.path.join(OCI, "runc-spec-1.1.json")

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from sandbox import loader
-from sandbox.hostfacts import Executable, HostFacts
-from sandbox.transform import apply
-from sandbox.transform.seccomp import intersect
+from sandbox.core import loader
+from sandbox.core.hostfacts import Executable, HostFacts
+from sandbox.core.transform import apply
+from sandbox.core.transform.seccomp import intersect
 from tests.conftest import FIXTURES, OCI, nethook_facts
 
 DOCKER_CID = "4d2f" * 16

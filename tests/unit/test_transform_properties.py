@@ -6,11 +6,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox import loader, netrules, seccomp_eval, tables
-from sandbox.hostfacts import HostFacts
-from sandbox.transform import apply
-from sandbox.transform.context import Context
-from sandbox.transform.seccomp import profile_filter
+from sandbox.core import loader, netrules, seccomp_eval, tables
+from sandbox.core.hostfacts import HostFacts
+from sandbox.core.transform import apply
+from sandbox.core.transform.context import Context
+from sandbox.core.transform.seccomp import profile_filter
 from tests.conftest import NETHOOK, nethook_facts
 from tests.seccomp_probe import probe_args
 

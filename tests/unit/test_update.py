@@ -2,11 +2,10 @@
 
 import pytest
 
-from sandbox import gojson, loader
 from sandbox._record import replace
-from sandbox.errors import UsageError
-from sandbox.runc_cli import parse
-from sandbox.update import (
+from sandbox.core import gojson, loader
+from sandbox.core.runc_cli import parse
+from sandbox.core.update import (
     clamp_resources,
     ignored_with_resources,
     parse_docker_size,
@@ -14,6 +13,7 @@ from sandbox.update import (
     resources_from_flags,
     resources_from_json,
 )
+from sandbox.errors import UsageError
 
 STRICT = loader.load_profile("strict")  # memory 512Mi, pids 256, cpu 2
 BASELINE = loader.load_profile("baseline")

@@ -7,17 +7,17 @@ import os
 
 import pytest
 
-from sandbox import loader
-from sandbox.decisions import ROOTFS_TARGET
+from sandbox.core import loader
+from sandbox.core.decisions import ROOTFS_TARGET
+from sandbox.core.hostfacts import HostFacts, RootfsFacts
+from sandbox.core.profile import IdMapping
+from sandbox.core.transform import apply
+from sandbox.core.transform.user import needs_id_range
+from sandbox.core.verify import ProcState, id_range_check
 from sandbox.errors import ConfigError, PolicyRefusal
-from sandbox.hostfacts import HostFacts, RootfsFacts
-from sandbox.idpool import allocate, ids_dir, in_use, pod_of, release
-from sandbox.mountns import split_layers, split_overlay_options
-from sandbox.opconfig import OperatorConfig, load_operator_config
-from sandbox.profile import IdMapping
-from sandbox.transform import apply
-from sandbox.transform.user import needs_id_range
-from sandbox.verify import ProcState, id_range_check
+from sandbox.host.idpool import allocate, ids_dir, in_use, pod_of, release
+from sandbox.host.mountns import split_layers, split_overlay_options
+from sandbox.host.opconfig import OperatorConfig, load_operator_config
 from tests.conftest import OCI, nethook_facts
 
 RANGE = IdMapping(0, 1 << 30, 65536)
@@ -309,7 +309,7 @@ def test_the_recorded_id_range_is_what_verify_checks():
 # -- engine directories ------------------------------------------------------------------------------------
 
 def test_containerd_roots_come_from_its_flags_and_config(tmp_path):
-    from sandbox.engines import containerd_dirs
+    from sandbox.host.engines import containerd_dirs
 
     conf = tmp_path / "config.toml"
     conf.write_text('version = 2\nroot = "/data/ctrd"\nstate = "/run/ctrd"\n')
@@ -320,7 +320,7 @@ def test_containerd_roots_come_from_its_flags_and_config(tmp_path):
 
 
 def test_dockerd_data_root_and_its_userns_remap_layout(tmp_path):
-    from sandbox.engines import dockerd_dirs
+    from sandbox.host.engines import dockerd_dirs
 
     root = tmp_path / "docker"
     (root / "1500000000.1500000000").mkdir(parents=True)
@@ -336,7 +336,7 @@ def test_dockerd_data_root_and_its_userns_remap_layout(tmp_path):
 
 
 def test_crio_and_podman_storage_roots(tmp_path):
-    from sandbox.engines import _conmon_argv, storage_dirs
+    from sandbox.host.engines import _conmon_argv, storage_dirs
 
     crio = tmp_path / "crio.conf"
     crio.write_text('[crio]\nroot = "/srv/storage"\nrunroot = "/run/srv"\n')
@@ -347,7 +347,7 @@ def test_crio_and_podman_storage_roots(tmp_path):
 
 
 def test_engine_directories_are_cached_and_scanned_again_when_asked(tmp_path, monkeypatch):
-    from sandbox import engines
+    from sandbox.host import engines
 
     monkeypatch.delenv("SANDBOX_RUNTIME_DIR", raising=False)
     op = OperatorConfig(runtime_dir=str(tmp_path / "rt"))

@@ -1,4 +1,4 @@
-"""sandbox.verify: expected controls from config.json, compared with a kernel state given as data."""
+"""sandbox.core.verify: expected controls from config.json, compared with a kernel state given as data."""
 
 import copy
 import json
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.verify import (
+from sandbox.core.verify import (
     CgroupLimits,
     Check,
     Expected,

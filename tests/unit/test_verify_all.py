@@ -9,9 +9,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox import discover, inspect
-from sandbox.discover import AuditEntry
-from sandbox.node_report import (
+from sandbox.core.node_report import (
     NodeReport,
     Row,
     classify,
@@ -21,7 +19,9 @@ from sandbox.node_report import (
     rfc3339_ns,
     to_json,
 )
-from sandbox.verify import Check, OtherProcess, SeccompFilters, compare, expected_from_config
+from sandbox.core.verify import Check, OtherProcess, SeccompFilters, compare, expected_from_config
+from sandbox.host import discover, inspect
+from sandbox.host.discover import AuditEntry
 from tests.unit.test_verify import CONFIG, HOST, LIMITS, STATE
 
 CREATED = "2026-11-29T15:58:30.484587825Z"
@@ -200,7 +200,7 @@ def test_flags_are_read_as_engines_read_them_the_last_wins():
 
 
 def test_the_audit_log_is_indexed_once_and_only_up_to_a_break(tmp_path):
-    from sandbox.audit import AuditLog
+    from sandbox.audit.log import AuditLog
 
     path = str(tmp_path / "audit.jsonl")
     log = AuditLog(path)
@@ -338,9 +338,9 @@ def test_a_rootfs_view_sandbox_mounted_is_not_held_against_its_container(tmp_pat
     """Re-applying strict to a config.json sandbox-runc wrote (root.path is the rootfs view in runc's own
     mount namespace) demands what the create did; the same path without sandbox's annotation, or with
     another refusal beside it, is still refused."""
-    from sandbox.decisions import ROOTFS_TARGET
-    from sandbox.opconfig import OperatorConfig
-    from sandbox.service import reapply, resolve_profile
+    from sandbox.core.decisions import ROOTFS_TARGET
+    from sandbox.host.opconfig import OperatorConfig
+    from sandbox.runtime.service import reapply, resolve_profile
 
     op = OperatorConfig(runtime_dir=str(tmp_path / "rt"))
     strict = resolve_profile("strict")

@@ -187,7 +187,7 @@ class CriEngine:
 
     def __init__(self, work, rootfs, *, allowed_profiles=("restricted", "strict"), default_profile="baseline",
                  extra_config=None):
-        from sandbox.runc import find_runc
+        from sandbox.host.runc import find_runc
 
         self.work = str(work)
         self.rootfs = rootfs

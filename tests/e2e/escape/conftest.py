@@ -180,7 +180,7 @@ class ProbeRuns:
     def _run_plain(self, scenario: str, cid: str, args: list[str], change: str | None):
         import json
 
-        from sandbox.bundle import spec_for_rootfs
+        from sandbox.host.bundle import spec_for_rootfs
 
         bundle = os.path.join(self.workdir, f"bundle-{scenario}")
         os.makedirs(bundle)

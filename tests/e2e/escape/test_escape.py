@@ -5,8 +5,8 @@ Under `restricted` (uid 1000) and `strict` (root in a user namespace) every atte
 profile claims to stop must be blocked, and blocked by the control the profile names for
 it: the errno and the kernel state the probe reports are mapped to a mechanism (`classify`)
 and compared with EXPECTED.  A seccomp block is told from a capability block by evaluating
-the profile's own filter (sandbox.transform.seccomp.profile_filter, the function
-sandbox.diff.allowed_syscalls uses) for the syscall and its arguments, with the bounding
+the profile's own filter (sandbox.core.transform.seccomp.profile_filter, the function
+sandbox.core.diff.allowed_syscalls uses) for the syscall and its arguments, with the bounding
 set the container really had.  Under plain runc (a `runc spec` bundle, no profile) several
 attempts must succeed: that proves the probe detects success.
 
@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from sandbox.inspect import cap_names
+from sandbox.host.inspect import cap_names
 
 pytestmark = pytest.mark.e2e
 
@@ -138,10 +138,10 @@ def expected_for(scenario: str, name: str) -> set[str] | None:
 
 @functools.cache
 def _filter(profile_name: str, bounding: frozenset[str]):
-    from sandbox.hostfacts import HostFacts
-    from sandbox.service import resolve_profile
-    from sandbox.transform.context import Context
-    from sandbox.transform.seccomp import profile_filter
+    from sandbox.core.hostfacts import HostFacts
+    from sandbox.core.transform.context import Context
+    from sandbox.core.transform.seccomp import profile_filter
+    from sandbox.runtime.service import resolve_profile
 
     profile = resolve_profile(profile_name)
     return profile_filter(Context(profile, {}, HostFacts(arch="x86_64")), set(bounding))
@@ -150,7 +150,7 @@ def _filter(profile_name: str, bounding: frozenset[str]):
 def seccomp_verdict(profile_name: str | None, bounding: frozenset[str], call: str,
                     args: dict[int, int]) -> tuple[str, int | None]:
     """("allow", None) or (action, errno) that the profile's filter gives `call` with `args`."""
-    from sandbox.seccomp_eval import allows, evaluate
+    from sandbox.core.seccomp_eval import allows, evaluate
 
     if profile_name is None:
         return "allow", None

@@ -206,7 +206,7 @@ def expect_filtered(lab, out, target, recorded=None):
     expect_only_allowed(lab, results(out))
     counters = expect_kernel_drops(lab, target)
     if recorded is not None:
-        from sandbox import netrules
+        from sandbox.core import netrules
 
         assert netrules.to_text(NetLab.ruleset(target)) == recorded, counters
     return counters

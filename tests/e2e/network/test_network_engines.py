@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from sandbox import netrules
+from sandbox.core import netrules
 from tests.e2e.cri.harness import HANDLER, CriEngine, tools_missing
 from tests.e2e.daemons import Containerd, Dockerd, logging_runtime, oci_image_tar, rootfs_tar_bytes
 from tests.e2e.engines import (

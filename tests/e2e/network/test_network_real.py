@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from sandbox import netrules
+from sandbox.core import netrules
 from tests.conftest import ROOT
 from tests.e2e.engines import PrivateRunc, audit_records
 from tests.e2e.network.netlab import (
@@ -51,7 +51,7 @@ def sandbox_run(*args, audit, prefix=(), timeout=90):
 
 def bundle_in(tmp_path, rootfs, netns, script, uid=1000):
     """A bundle whose container joins the network namespace at `netns` and runs `script`."""
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     d = tmp_path / f"bundle-{uuid.uuid4().hex[:6]}"
     d.mkdir()

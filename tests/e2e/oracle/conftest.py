@@ -119,7 +119,7 @@ def host_processes(oracle):
 @pytest.fixture(scope="session")
 def victim(oracle):
     """Another container (plain runc, no profile) whose namespaces and cgroup attacks name."""
-    from sandbox.bundle import spec_for_rootfs
+    from sandbox.host.bundle import spec_for_rootfs
 
     bundle = tempfile.mkdtemp(prefix="victim-", dir=oracle.base)
     config = spec_for_rootfs(oracle.rootfs, ["sleep", "600"])

@@ -34,8 +34,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sandbox.bundle import spec_for_rootfs
-from sandbox.inspect import cap_names
+from sandbox.host.bundle import spec_for_rootfs
+from sandbox.host.inspect import cap_names
 
 PROBE_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "escape", "probe.c")
 
@@ -171,7 +171,7 @@ class Oracle:
 
     def profile(self, ref: str):
         if ref not in self._profiles:
-            from sandbox.loader import load_profile
+            from sandbox.core.loader import load_profile
 
             self._profiles[ref] = load_profile(ref, search_dirs=(self.profile_dir,))
         return self._profiles[ref]

@@ -1,0 +1,2 @@
+"""The tamper-evident audit log: hash-chained records, the locked appender, verification.
+"""

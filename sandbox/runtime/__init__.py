@@ -1,0 +1,3 @@
+"""What engines reach: the sandbox-runc hardening path (shim), the warm daemon, and the glue
+between them and the core.
+"""
