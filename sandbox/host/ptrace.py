@@ -248,7 +248,7 @@ _START_S = 5.0  # a fresh interpreter's start, on a loaded machine
 def _start_helper(tids: list[int]) -> subprocess.Popen[bytes]:
     """A fresh interpreter running `serve` (not a fork: this process may have threads whose locks a
     fork would copy held), fed the task ids."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above sandbox/host/
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from sandbox.host.ptrace import serve; serve()"
     helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
