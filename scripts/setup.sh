@@ -29,6 +29,8 @@ pip() {
 pip install --require-hashes --no-deps -r requirements/build.txt
 pip install --require-hashes --no-deps --no-build-isolation -r requirements/lock.txt
 # A plain (non-editable) install: the built-in profiles must ship inside the package.
+# setuptools reuses build/ from an earlier install: a module moved or removed since would ship again
+rm -rf build
 pip install --no-deps --no-build-isolation .
 if ! pip check >/dev/null; then
   .venv/bin/python -m pip check >&2 || true
