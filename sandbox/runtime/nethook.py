@@ -145,21 +145,18 @@ def enter_network_namespace(pid: int, runtime_netns: tuple[int, int] | None = No
     except OSError as e:
         raise HookError(f"cannot open the network namespace of process {pid}: {e.strerror}") from None
     try:
-        target = os.fstat(fd)
+        st = os.fstat(fd)
+        target = (st.st_dev, st.st_ino)
         # sandbox-runc runs runc inside a strict pod's network namespace on purpose (entered before runc,
         # where the pod's rules belong), so "the hook's own namespace" is the host's only when sandbox did
         # not say which namespace it was started in
-        if runtime_netns is None:
-            st = os.stat("/proc/self/ns/net")
-            runtime_netns = (st.st_dev, st.st_ino)
-        forbidden = [(runtime_netns, "the runtime's own")]
-        try:
-            st = os.stat("/proc/1/ns/net")  # out of reach in another pid namespace, or without ptrace rights
-            forbidden.insert(0, ((st.st_dev, st.st_ino), "the host's"))
+        forbidden = [(runtime_netns or _ns_identity("/proc/self/ns/net"), "the runtime's own")]
+        try:  # init's is out of reach in another pid namespace, or without ptrace rights over it
+            forbidden.insert(0, (_ns_identity("/proc/1/ns/net"), "the host's"))
         except OSError:
             pass
         for ident, whose in forbidden:
-            if (target.st_dev, target.st_ino) == ident:
+            if target == ident:
                 raise HookError(f"process {pid} is in {whose} network namespace; no rules are loaded there")
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:
@@ -167,9 +164,14 @@ def enter_network_namespace(pid: int, runtime_netns: tuple[int, int] | None = No
             raise HookError(f"cannot enter the network namespace of process {pid}: {os.strerror(err)}")
     finally:
         os.close(fd)
-    now = os.stat("/proc/self/ns/net")
-    if (now.st_dev, now.st_ino) != (target.st_dev, target.st_ino):
+    if _ns_identity("/proc/self/ns/net") != target:
         raise HookError("entering the container's network namespace did not take effect")
+
+
+def _ns_identity(path: str) -> tuple[int, int]:
+    """(device, inode): what tells namespaces apart."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class Nft:
